@@ -78,6 +78,10 @@ type Error struct {
 	Message string
 	// RetryAfter, when positive, is sent as a Retry-After header in seconds.
 	RetryAfter int
+	// StatusCode overrides the type's usual status. The gateway uses it for
+	// conditions Bedrock itself never reports, such as 502 and 504 from an
+	// unreachable upstream, keeping a type the SDKs already know.
+	StatusCode int
 }
 
 // Errorf returns an *Error of the given type with a formatted message.
@@ -89,7 +93,12 @@ func Errorf(t ErrorType, format string, args ...any) *Error {
 func (e *Error) Error() string { return string(e.Type) + ": " + e.Message }
 
 // Status is the HTTP status of the error.
-func (e *Error) Status() int { return e.Type.Status() }
+func (e *Error) Status() int {
+	if e.StatusCode != 0 {
+		return e.StatusCode
+	}
+	return e.Type.Status()
+}
 
 // errorBody is the rest-json error document. The SDKs read the type from the
 // X-Amzn-ErrorType header first and from __type (or code) second, so both

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
@@ -114,12 +115,20 @@ func headerString(h eventstream.Headers, name string) string {
 	return ""
 }
 
-var encoder = eventstream.NewEncoder()
+// encoders are pooled: an eventstream.Encoder keeps scratch buffers and is
+// not safe for concurrent use, while streams are written from many handlers.
+var encoders = sync.Pool{New: func() any { return eventstream.NewEncoder() }}
+
+func encode(w io.Writer, msg eventstream.Message) error {
+	enc := encoders.Get().(*eventstream.Encoder)
+	defer encoders.Put(enc)
+	return enc.Encode(w, msg)
+}
 
 // WriteEvent writes one event message with a JSON payload, as Bedrock frames
 // chunk events (InvokeModelWithResponseStream) and ConverseStream events.
 func WriteEvent(w io.Writer, eventType string, payload []byte) error {
-	return encoder.Encode(w, eventstream.Message{
+	return encode(w, eventstream.Message{
 		Headers: eventstream.Headers{
 			{Name: HeaderEventType, Value: eventstream.StringValue(eventType)},
 			{Name: HeaderContentType, Value: eventstream.StringValue("application/json")},
@@ -134,7 +143,7 @@ func WriteEvent(w io.Writer, eventType string, payload []byte) error {
 // as the typed exception (for example *types.ThrottlingException) from the
 // event reader.
 func WriteException(w io.Writer, e *Error) error {
-	return encoder.Encode(w, eventstream.Message{
+	return encode(w, eventstream.Message{
 		Headers: eventstream.Headers{
 			{Name: HeaderExceptionType, Value: eventstream.StringValue(StreamExceptionName(e.Type))},
 			{Name: HeaderContentType, Value: eventstream.StringValue("application/json")},
