@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/caarlos0/env/v11"
+
+	"github.com/quotagate/quotagate/telemetry"
+)
+
+// Config is the gateway's whole configuration, read from the environment
+// once at start-up (ARCHITECTURE.md section 3).
+type Config struct {
+	Addr         string        `env:"QUOTAGATE_ADDR" envDefault:":8080"`
+	TLSCertFile  string        `env:"QUOTAGATE_TLS_CERT_FILE"`
+	TLSKeyFile   string        `env:"QUOTAGATE_TLS_KEY_FILE"`
+	MaxBodyBytes int64         `env:"QUOTAGATE_MAX_BODY_BYTES" envDefault:"25000000"`
+	DrainTimeout time.Duration `env:"QUOTAGATE_DRAIN_TIMEOUT" envDefault:"30s"`
+	// UpstreamHeaderTimeout bounds the wait for Bedrock's response headers.
+	UpstreamHeaderTimeout time.Duration `env:"QUOTAGATE_UPSTREAM_HEADER_TIMEOUT" envDefault:"10m"`
+	LogLevel              string        `env:"QUOTAGATE_LOG_LEVEL" envDefault:"info"`
+
+	// Standard AWS variables. Region and credentials are resolved by the
+	// SDK's default chain; these two are read here because they change how
+	// the gateway reaches Bedrock.
+	ServiceEndpoint string `env:"AWS_ENDPOINT_URL_BEDROCK_RUNTIME"`
+	GlobalEndpoint  string `env:"AWS_ENDPOINT_URL"`
+	BearerToken     string `env:"AWS_BEARER_TOKEN_BEDROCK"`
+}
+
+// String prints the configuration for the start-up log, without secrets.
+func (c Config) String() string {
+	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s",
+		c.Addr, c.TLSCertFile != "", c.MaxBodyBytes, c.DrainTimeout, c.UpstreamHeaderTimeout, c.LogLevel, c.upstreamAuth())
+}
+
+func (c Config) upstreamAuth() string {
+	if c.BearerToken != "" {
+		return "bedrock-api-key"
+	}
+	return "sigv4"
+}
+
+// loadConfig parses and validates the environment. Every problem is
+// reported at once, so that one deploy fixes them all.
+func loadConfig(environ map[string]string) (Config, error) {
+	var c Config
+	var errs []error
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		var agg env.AggregateError
+		if errors.As(err, &agg) {
+			errs = append(errs, agg.Errors...)
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, c.validate()...)
+	return c, errors.Join(errs...)
+}
+
+func (c Config) validate() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		bad("QUOTAGATE_ADDR=%q: want host:port, e.g. :8080", c.Addr)
+	}
+	switch {
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		bad("QUOTAGATE_TLS_CERT_FILE and QUOTAGATE_TLS_KEY_FILE must be set together")
+	case c.TLSCertFile != "":
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			bad("QUOTAGATE_TLS_CERT_FILE/QUOTAGATE_TLS_KEY_FILE: %v", err)
+		}
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("QUOTAGATE_MAX_BODY_BYTES=%d: must be positive", c.MaxBodyBytes)
+	}
+	if c.DrainTimeout <= 0 {
+		bad("QUOTAGATE_DRAIN_TIMEOUT=%s: must be positive", c.DrainTimeout)
+	}
+	if c.UpstreamHeaderTimeout <= 0 {
+		bad("QUOTAGATE_UPSTREAM_HEADER_TIMEOUT=%s: must be positive", c.UpstreamHeaderTimeout)
+	}
+	if _, err := telemetry.NewLogger(nil, c.LogLevel); err != nil {
+		bad("QUOTAGATE_LOG_LEVEL: %v", err)
+	}
+	for name, v := range map[string]string{"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": c.ServiceEndpoint, "AWS_ENDPOINT_URL": c.GlobalEndpoint} {
+		if v == "" {
+			continue
+		}
+		if _, err := parseEndpoint(v); err != nil {
+			bad("%s=%q: %v", name, v, err)
+		}
+	}
+	return errs
+}
+
+func parseEndpoint(v string) (*url.URL, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return nil, err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("want an http:// or https:// URL with a host")
+	}
+	return u, nil
+}
+
+// upstreamURL is the Bedrock Runtime endpoint: the service-specific
+// endpoint variable, then the global one, then the regional AWS host.
+func (c Config) upstreamURL(region string) *url.URL {
+	for _, v := range []string{c.ServiceEndpoint, c.GlobalEndpoint} {
+		if u, err := parseEndpoint(v); err == nil {
+			return u
+		}
+	}
+	host := "bedrock-runtime." + region + ".amazonaws.com"
+	if strings.HasPrefix(region, "cn-") {
+		host += ".cn"
+	}
+	return &url.URL{Scheme: "https", Host: host}
+}
+
+// loadAWS resolves the region and the credential chain (environment, shared
+// profile, web identity/IRSA, Pod Identity, ECS, IMDS) without contacting
+// anything: credentials are fetched lazily and cached by the SDK.
+func loadAWS(ctx context.Context) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, errors.New("AWS_REGION (or a region in the AWS profile) is required: it picks the Bedrock endpoint and signs requests")
+	}
+	return cfg, nil
+}

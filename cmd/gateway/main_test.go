@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"log/slog"
+	"net/url"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
+
+	"github.com/quotagate/quotagate/bedrocksim"
+)
+
+// TestCheckConfigReportsEveryProblem: one run lists every bad variable, so
+// an operator fixes them in one go.
+func TestCheckConfigReportsEveryProblem(t *testing.T) {
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	env := map[string]string{
+		"QUOTAGATE_ADDR":                   "no-port",
+		"QUOTAGATE_MAX_BODY_BYTES":         "-5",
+		"QUOTAGATE_DRAIN_TIMEOUT":          "soon",
+		"QUOTAGATE_TLS_CERT_FILE":          "/tmp/cert.pem",
+		"QUOTAGATE_LOG_LEVEL":              "loud",
+		"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "ftp://example",
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-check-config"}, env, &out, io.Discard)
+	if err == nil {
+		t.Fatal("got nil error, want the configuration refused")
+	}
+	for _, want := range []string{"QUOTAGATE_ADDR", "QUOTAGATE_MAX_BODY_BYTES", "QUOTAGATE_DRAIN_TIMEOUT", "QUOTAGATE_TLS_CERT_FILE", "QUOTAGATE_LOG_LEVEL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_REGION"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestCheckConfigAccepts(t *testing.T) {
+	t.Setenv("AWS_REGION", "eu-west-1")
+	var out bytes.Buffer
+	env := map[string]string{"AWS_BEARER_TOKEN_BEDROCK": "secret-api-key"}
+	if err := run(context.Background(), []string{"-check-config"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("check-config: %v", err)
+	}
+	if !strings.Contains(out.String(), "configuration ok") || strings.Contains(out.String(), "secret-api-key") {
+		t.Errorf("output = %q, want ok and no secret", out.String())
+	}
+}
+
+func TestUpstreamURL(t *testing.T) {
+	cases := []struct {
+		cfg    Config
+		region string
+		want   string
+	}{
+		{Config{}, "us-west-2", "https://bedrock-runtime.us-west-2.amazonaws.com"},
+		{Config{}, "cn-north-1", "https://bedrock-runtime.cn-north-1.amazonaws.com.cn"},
+		{Config{GlobalEndpoint: "http://global:1"}, "us-east-1", "http://global:1"},
+		{Config{GlobalEndpoint: "http://global:1", ServiceEndpoint: "http://sim:2"}, "us-east-1", "http://sim:2"},
+	}
+	for _, c := range cases {
+		if got := c.cfg.upstreamURL(c.region).String(); got != c.want {
+			t.Errorf("upstreamURL(%+v, %s) = %s, want %s", c.cfg, c.region, got, c.want)
+		}
+	}
+}
+
+// lockedBuffer collects a running program's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func sdkClient(endpoint string) *bedrockruntime.Client {
+	return bedrockruntime.New(bedrockruntime.Options{
+		BaseEndpoint: aws.String(endpoint), Region: "us-east-1", Retryer: aws.NopRetryer{}, HTTPClient: bedrocksim.BufferedBodyClient{},
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDDEMOUSER", "demo", ""),
+	})
+}
+
+var helloMessages = []types.Message{{Role: types.ConversationRoleUser, Content: []types.ContentBlock{&types.ContentBlockMemberText{Value: "Hello"}}}}
+
+// TestDemo runs the newcomer's first command: the gateway in front of the
+// in-process simulator, answering a real SDK call, and stopping cleanly.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-demo"}, map[string]string{"QUOTAGATE_ADDR": "127.0.0.1:0"}, &stdout, &stderr)
+	}()
+	addr := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
+	waitFor(t, "the demo banner", func() bool { return addr.MatchString(stdout.String()) })
+	base := addr.FindStringSubmatch(stdout.String())[1]
+	if !strings.Contains(stdout.String(), "curl -s "+base+"/model/") {
+		t.Errorf("banner lacks a ready-to-paste call:\n%s", stdout.String())
+	}
+	out, err := sdkClient(base).Converse(ctx, &bedrockruntime.ConverseInput{ModelId: aws.String("anthropic.claude-3-haiku-20240307-v1:0"), Messages: helloMessages})
+	if err != nil {
+		t.Fatalf("Converse through the demo: %v", err)
+	}
+	if out.Usage == nil || aws.ToInt32(out.Usage.OutputTokens) == 0 {
+		t.Errorf("usage = %+v, want output tokens", out.Usage)
+	}
+	resp, err := http.Get(base + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz = %v %v, want 200", resp, err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run returned %v, want a clean stop", err)
+	}
+}
+
+// startServer runs the gateway's server in front of a simulator until the
+// returned stop function (SIGTERM's stand-in) is called.
+func startServer(t *testing.T, cfg Config) (sim *bedrocksim.Server, base string, stop func(), done <-chan error) {
+	t.Helper()
+	sim = bedrocksim.New(bedrocksim.Config{})
+	up := &http.Server{Handler: sim}
+	uln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = up.Serve(uln) }()
+	t.Cleanup(func() { _ = up.Close() })
+	demo := upstream{
+		url:         mustURL("http://" + uln.Addr().String()),
+		region:      "us-east-1",
+		credentials: credentials.NewStaticCredentialsProvider(bedrocksim.AccessKeyID, bedrocksim.SecretAccessKey, ""),
+	}
+	cfg.MaxBodyBytes, cfg.UpstreamHeaderTimeout = 1<<20, time.Minute
+	log := discardLog()
+	srv := newServer(cfg, newGateway(cfg, demo, log), demo, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.run(ctx, ln) }()
+	t.Cleanup(cancel)
+	return sim, "http://" + ln.Addr().String(), cancel, errc
+}
+
+// TestDrainLetsStreamsFinish: on SIGTERM the gateway stops being ready but
+// lets an in-flight stream run to its end.
+func TestDrainLetsStreamsFinish(t *testing.T) {
+	sim, base, stop, done := startServer(t, Config{DrainTimeout: time.Minute})
+	release := sim.HoldStreams()
+	ctx := context.Background()
+	out, err := sdkClient(base).ConverseStream(ctx, &bedrockruntime.ConverseStreamInput{ModelId: aws.String("anthropic.claude-3-haiku-20240307-v1:0"), Messages: helloMessages})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := out.GetStream().Events()
+	<-events
+	stop()
+	waitFor(t, "readyz to report draining", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return true // the listener is already closed: also not ready
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	release()
+	n := 1
+	for range events {
+		n++
+	}
+	if err := out.GetStream().Err(); err != nil {
+		t.Fatalf("stream cut by the drain: %v", err)
+	}
+	if n < 3 {
+		t.Errorf("got %d events, want the whole stream", n)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v, want a clean stop", err)
+	}
+}
+
+// TestDrainTimeoutCancelsUpstream: a stream still running when the drain
+// timeout ends is cancelled, upstream too, and the server stops.
+func TestDrainTimeoutCancelsUpstream(t *testing.T) {
+	sim, base, stop, done := startServer(t, Config{DrainTimeout: 100 * time.Millisecond})
+	release := sim.HoldStreams()
+	defer release()
+	out, err := sdkClient(base).ConverseStream(context.Background(), &bedrockruntime.ConverseStreamInput{ModelId: aws.String("anthropic.claude-3-haiku-20240307-v1:0"), Messages: helloMessages})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-out.GetStream().Events()
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("run = %v", err)
+	}
+	waitFor(t, "the simulator to see the cancellation", func() bool { return sim.Stats().Cancelled == 1 })
+	out.GetStream().Close()
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/quotagate/quotagate/proxy"
+	"github.com/quotagate/quotagate/telemetry"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// upstream is how the gateway reaches Bedrock: an endpoint and the
+// credentials to sign with.
+type upstream struct {
+	url         *url.URL
+	region      string
+	credentials aws.CredentialsProvider
+}
+
+// serve runs the gateway until ctx is cancelled, then drains.
+func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer) error {
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "quotagate", Version: version, LogOutput: stderr, LogLevel: cfg.LogLevel})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	log := tel.Logger
+
+	var up upstream
+	if demo {
+		sim, err := startSimulator(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer sim.close()
+		up = sim.upstream
+		cfg.BearerToken = "" // the simulator is signed for with its own keys
+	} else {
+		awsCfg, err := loadAWS(ctx)
+		if err != nil {
+			return err
+		}
+		up = upstream{url: cfg.upstreamURL(awsCfg.Region), region: awsCfg.Region, credentials: awsCfg.Credentials}
+	}
+
+	gw := newGateway(cfg, up, log)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := newServer(cfg, gw, up, log)
+	log.Info("quotagate listening", "addr", ln.Addr().String(), "upstream", up.url.String(), "region", up.region,
+		"config", cfg.String(), "tracing_export", tel.Exporting, "version", version)
+	if demo {
+		printDemo(stdout, ln.Addr(), cfg.TLSCertFile != "")
+	}
+	return srv.run(ctx, ln)
+}
+
+func newGateway(cfg Config, up upstream, log *slog.Logger) *proxy.Gateway {
+	return &proxy.Gateway{
+		Upstream: up.url,
+		Transport: &proxy.Signer{
+			Transport:   proxy.NewTransport(proxy.TransportOptions{ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout}),
+			Credentials: up.credentials,
+			Region:      up.region,
+			BearerToken: cfg.BearerToken,
+		},
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Logger:       log,
+	}
+}
+
+// server is the HTTP server with its health endpoints and drain logic.
+type server struct {
+	http     *http.Server
+	cfg      Config
+	log      *slog.Logger
+	draining atomic.Bool
+	// cancel ends every in-flight request when the drain timeout runs out.
+	cancel context.CancelFunc
+	base   context.Context
+}
+
+func newServer(cfg Config, gw http.Handler, up upstream, log *slog.Logger) *server {
+	s := &server{cfg: cfg, log: log}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	traced := telemetry.ServerHandler(gw, proxy.SpanName)
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A switch rather than http.ServeMux: the mux would clean and
+		// redirect paths, and Bedrock routes must be matched on the raw,
+		// escaped path (model ARNs carry %2F).
+		switch r.URL.Path {
+		case "/healthz":
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, "ok\n")
+		case "/readyz":
+			s.ready(w, r, up)
+		default:
+			traced.ServeHTTP(w, r)
+		}
+	})
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// ready answers 200 only when the gateway can do useful work: not draining,
+// and able to produce credentials for Bedrock.
+func (s *server) ready(w http.ResponseWriter, r *http.Request, up upstream) {
+	if s.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	if up.credentials != nil && s.cfg.BearerToken == "" {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := up.credentials.Retrieve(ctx); err != nil {
+			s.log.Warn("not ready: AWS credentials unavailable", "error", err)
+			http.Error(w, "AWS credentials unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// run serves on ln until ctx ends, then drains: stop accepting, let
+// in-flight requests and streams finish within DrainTimeout, then cancel
+// what is left so every upstream call ends too.
+func (s *server) run(ctx context.Context, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() {
+		if s.cfg.TLSCertFile != "" {
+			errc <- s.http.ServeTLS(ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		} else {
+			errc <- s.http.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		s.cancel()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("draining", "timeout", s.cfg.DrainTimeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	err := s.http.Shutdown(dctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("drain timeout: cancelling in-flight requests")
+		s.cancel()
+		err = s.http.Close()
+	}
+	s.cancel()
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	s.log.Info("stopped")
+	return err
+}

@@ -1,0 +1,44 @@
+package proxy_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"testing"
+)
+
+// BenchmarkProxy measures one Converse round trip through the gateway to a
+// zero-latency simulator, against the same call made to the simulator
+// directly. The difference between the two is what the gateway adds: body
+// parsing, re-signing, header filtering and relaying. Compare the pair from
+// one run (docs/PERFORMANCE.md); absolute figures depend on the machine.
+func BenchmarkProxy(b *testing.B) {
+	h := newHarness(b, harnessOptions{})
+	body := []byte(`{"messages":[{"role":"user","content":[{"text":"Name three colours."}]}],"inferenceConfig":{"maxTokens":40}}`)
+	const path = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+	// The simulator checks SigV4, so the direct path is signed like the
+	// gateway signs, by the same Signer type.
+	direct := h.gateway.Transport
+	run := func(b *testing.B, do func(*http.Request) (*http.Response, error), base string) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+	b.Run("direct", func(b *testing.B) { run(b, direct.RoundTrip, h.upstream.URL) })
+	b.Run("gateway", func(b *testing.B) { run(b, client.Do, h.front.URL) })
+}

@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/quotagate/quotagate/bedrock"
+	"github.com/quotagate/quotagate/tokens"
+)
+
+// Failure classes. Code anywhere in the package wraps one of these with %w
+// and a message for the caller; bedrockError is the one place that turns a
+// class into a status and a Bedrock exception name.
+var (
+	errUnknownOperation  = errors.New("unknown operation")
+	errBodyTooLarge      = errors.New("request body too large")
+	errUnsupportedMedia  = errors.New("unsupported content type")
+	errCredentials       = errors.New("upstream credentials unavailable")
+	errUpstreamTimeout   = errors.New("upstream timed out")
+	errUpstreamFailed    = errors.New("upstream unreachable")
+	errUpstreamBadStream = errors.New("upstream stream broken")
+	errInternal          = errors.New("internal error")
+)
+
+// bedrockError maps any error the gateway produces to what the caller sees.
+// Caddy's reverse proxy draws the same lines: 502 for an upstream that could
+// not be reached, 504 for one that took too long. The exception names are
+// ones the AWS SDKs know, so callers still get a typed, retryable error.
+func bedrockError(err error) *bedrock.Error {
+	var be *bedrock.Error
+	if errors.As(err, &be) {
+		return be
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, errUnknownOperation):
+		// What AWS's front end answers for a path no operation is bound to.
+		return &bedrock.Error{Type: bedrock.UnknownOperation, Message: msg}
+	case errors.Is(err, tokens.ErrMalformed):
+		return &bedrock.Error{Type: bedrock.Validation, Message: "Malformed input request: " + msg}
+	case errors.Is(err, errBodyTooLarge), errors.Is(err, errUnsupportedMedia):
+		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
+	case errors.Is(err, errCredentials):
+		return &bedrock.Error{Type: bedrock.ServiceUnavailable, Message: "The gateway cannot sign requests to Bedrock right now. Try again later."}
+	case errors.Is(err, errUpstreamTimeout):
+		return &bedrock.Error{Type: bedrock.ModelTimeout, Message: msg, StatusCode: http.StatusGatewayTimeout}
+	case errors.Is(err, errUpstreamFailed):
+		return &bedrock.Error{Type: bedrock.ServiceUnavailable, Message: msg, StatusCode: http.StatusBadGateway}
+	case errors.Is(err, errUpstreamBadStream):
+		return &bedrock.Error{Type: bedrock.InternalServer, Message: msg}
+	default:
+		return &bedrock.Error{Type: bedrock.InternalServer, Message: "Internal error in the gateway."}
+	}
+}
+
+// classifyTransport wraps an error from the upstream round trip in its class.
+func classifyTransport(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errCredentials):
+		return err
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w: Bedrock did not answer in time: %w", errUpstreamTimeout, err)
+	default:
+		return fmt.Errorf("%w: Bedrock could not be reached: %w", errUpstreamFailed, err)
+	}
+}

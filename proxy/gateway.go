@@ -1,0 +1,383 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/quotagate/quotagate/bedrock"
+	"github.com/quotagate/quotagate/telemetry"
+	"github.com/quotagate/quotagate/tokens"
+)
+
+// DefaultMaxBodyBytes is Bedrock's own limit on an InvokeModel body
+// (25,000,000 bytes in the API reference).
+const DefaultMaxBodyBytes = 25_000_000
+
+// Gateway serves Bedrock Runtime's API and forwards to one upstream. Its
+// fields are its configuration; set them before the first request and do not
+// change them afterwards. The zero value is not usable: Upstream is required.
+type Gateway struct {
+	// Upstream is the Bedrock Runtime endpoint, for example
+	// https://bedrock-runtime.us-east-1.amazonaws.com.
+	Upstream *url.URL
+	// Transport sends upstream requests. It must authenticate them: normally
+	// a *Signer around NewTransport. nil means http.DefaultTransport, which
+	// only an unauthenticated test upstream accepts.
+	Transport http.RoundTripper
+	// MaxBodyBytes caps a request body; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Logger receives one access-log line per request; nil discards them.
+	Logger *slog.Logger
+	// Tracer creates the upstream client spans; nil uses telemetry.Tracer().
+	Tracer trace.Tracer
+}
+
+var _ http.Handler = (*Gateway)(nil)
+
+// exchange is the state of one request as it moves through ServeHTTP. The
+// access log line, the span attributes and (with budgets) the settlement are
+// all read from it when the request ends, whichever way it ends.
+type exchange struct {
+	id          string
+	start       time.Time
+	route       bedrock.Route
+	req         tokens.Request
+	usage       tokens.Usage
+	status      int
+	errType     string // Bedrock exception name, ours or upstream's
+	err         error  // our own failure, if any
+	upstreamID  string
+	upstreamDur time.Duration // until upstream response headers
+	firstByte   time.Duration // until the first body byte or event reached the caller
+	bytesOut    int64
+	events      int
+	wroteHeader bool
+}
+
+// ServeHTTP handles one Bedrock Runtime call.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ex := &exchange{id: newRequestID(), start: time.Now()}
+	ctx := r.Context()
+	defer g.finish(ctx, ex)
+	defer func() {
+		// A panic in our code must still answer the caller and settle; the
+		// abort sentinel is net/http's own way to drop a connection.
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			g.logger().ErrorContext(ctx, "panic serving request", "request_id", ex.id, "panic", fmt.Sprint(p))
+			g.fail(w, ex, fmt.Errorf("%w: panic", errInternal))
+		}
+	}()
+
+	route, ok := bedrock.ParsePath(r.URL.EscapedPath())
+	if !ok || r.Method != http.MethodPost {
+		g.fail(w, ex, fmt.Errorf("%w: %s %s", errUnknownOperation, r.Method, r.URL.EscapedPath()))
+		return
+	}
+	ex.route = route
+	serverSpan := trace.SpanFromContext(ctx)
+	serverSpan.SetAttributes(telemetry.RequestID.String(ex.id), telemetry.Operation.String(string(route.Operation)), telemetry.GenAIRequestModel.String(route.ModelID))
+
+	body, err := g.readBody(r)
+	if err != nil {
+		g.fail(w, ex, err)
+		return
+	}
+	if ex.req, err = parseRequest(route, body); err != nil {
+		g.fail(w, ex, err)
+		return
+	}
+	g.forward(w, r, ex, body)
+}
+
+// readBody reads the whole request body, which SigV4 needs to hash before
+// sending and the token estimate needs to parse.
+func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
+	if !acceptedContentType(r.Header.Get("Content-Type")) {
+		return nil, fmt.Errorf("%w: %q; the gateway accepts application/json bodies", errUnsupportedMedia, r.Header.Get("Content-Type"))
+	}
+	limit := g.MaxBodyBytes
+	if limit <= 0 {
+		limit = DefaultMaxBodyBytes
+	}
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: %d bytes is over the %d byte limit", errBodyTooLarge, r.ContentLength, limit)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading request body: %w", errUpstreamFailed, err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("%w: the body is over the %d byte limit", errBodyTooLarge, limit)
+	}
+	return buf.Bytes(), nil
+}
+
+// parseRequest reads what admission needs from the body, and rejects a body
+// Bedrock would reject anyway before it costs an upstream call.
+func parseRequest(route bedrock.Route, body []byte) (tokens.Request, error) {
+	family := tokens.FamilyOf(route.ModelID)
+	switch {
+	case route.Operation.Native():
+		return tokens.ParseInvoke(family, route.ModelID, body)
+	case route.Operation == bedrock.CountTokens:
+		return tokens.ParseCountTokens(family, route.ModelID, body)
+	default:
+		return tokens.ParseConverse(route.ModelID, body)
+	}
+}
+
+// forward sends the request upstream and relays the response.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ex *exchange, body []byte) {
+	ctx, span := g.tracer().Start(r.Context(), spanName(ex), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(g.requestAttrs(ex)...))
+	defer func() { endClientSpan(span, ex) }()
+
+	out, err := g.newUpstreamRequest(ctx, r, ex.route, body)
+	if err != nil {
+		g.fail(w, ex, err)
+		return
+	}
+	resp, err := g.transport().RoundTrip(out)
+	ex.upstreamDur = time.Since(ex.start)
+	if err != nil {
+		if r.Context().Err() != nil {
+			ex.status, ex.err = statusClientClosed, r.Context().Err()
+			return
+		}
+		g.fail(w, ex, classifyTransport(err))
+		return
+	}
+	defer resp.Body.Close()
+	ex.upstreamID = resp.Header.Get("X-Amzn-Requestid")
+	if resp.StatusCode >= 300 {
+		ex.errType = upstreamErrorType(resp.Header)
+	}
+	copyResponseHeaders(w.Header(), resp.Header)
+	if resp.StatusCode == http.StatusOK && ex.route.Operation.Streaming() && isEventStream(resp.Header) {
+		g.relayStream(w, r, ex, resp)
+		return
+	}
+	g.relayBody(w, ex, resp)
+}
+
+// newUpstreamRequest builds the request Bedrock receives: the same escaped
+// path (SigV4 escapes it once more, so it must stay byte-identical), the
+// allow-listed headers, the body, and our trace context.
+func (g *Gateway) newUpstreamRequest(ctx context.Context, r *http.Request, route bedrock.Route, body []byte) (*http.Request, error) {
+	if g.Upstream == nil {
+		return nil, fmt.Errorf("%w: no upstream configured", errInternal)
+	}
+	u := *g.Upstream
+	u.RawPath = strings.TrimSuffix(g.Upstream.EscapedPath(), "/") + bedrock.Path(route.Operation, route.RawModelID)
+	path, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: upstream path: %w", errInternal, err)
+	}
+	u.Path, u.RawQuery, u.Fragment = path, "", ""
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: upstream request: %w", errInternal, err)
+	}
+	forwardRequestHeaders(out.Header, r.Header)
+	if out.Header.Get("Content-Type") == "" {
+		out.Header.Set("Content-Type", "application/json")
+	}
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(out.Header))
+	return out, nil
+}
+
+// relayBody copies a complete (non-stream) response, byte for byte, keeping a
+// bounded copy to read usage from.
+func (g *Gateway) relayBody(w http.ResponseWriter, ex *exchange, resp *http.Response) {
+	ex.status = resp.StatusCode
+	ex.wroteHeader = true
+	w.WriteHeader(resp.StatusCode)
+	capture := &boundedBuffer{max: maxUsageCapture}
+	n, err := copyBuffered(io.MultiWriter(w, capture), resp.Body)
+	ex.bytesOut = n
+	if n > 0 {
+		ex.firstByte = time.Since(ex.start)
+	}
+	if err != nil {
+		ex.err = fmt.Errorf("%w: copying response: %w", errUpstreamFailed, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		ex.usage = usageFromBody(ex, capture.Bytes()).Merge(tokens.UsageFromHeaders(resp.Header))
+	}
+}
+
+// maxUsageCapture bounds how much of a plain response is kept for reading
+// usage. Text responses are far smaller; a larger one (an image model's
+// base64 output) still has its usage in the token-count headers.
+const maxUsageCapture = 8 << 20
+
+func usageFromBody(ex *exchange, body []byte) tokens.Usage {
+	if len(body) == 0 || len(body) >= maxUsageCapture {
+		return tokens.Usage{}
+	}
+	switch {
+	case ex.route.Operation.Native():
+		return tokens.UsageFromInvoke(ex.req.Family, body)
+	case ex.route.Operation == bedrock.CountTokens:
+		return tokens.UsageFromCountTokens(body)
+	default:
+		return tokens.UsageFromConverse(body)
+	}
+}
+
+// fail answers with the Bedrock-shaped form of err, unless a response has
+// already started (then the caller sees a cut or a stream exception instead).
+func (g *Gateway) fail(w http.ResponseWriter, ex *exchange, err error) {
+	ex.err = err
+	be := bedrockError(err)
+	ex.errType = string(be.Type)
+	if ex.wroteHeader {
+		return
+	}
+	ex.status = be.Status()
+	ex.wroteHeader = true
+	be.Write(w)
+}
+
+// statusClientClosed is logged (never sent) when the caller went away, after
+// nginx's convention, so that access logs tell cancellations from errors.
+const statusClientClosed = 499
+
+func (g *Gateway) transport() http.RoundTripper {
+	if g.Transport != nil {
+		return g.Transport
+	}
+	return http.DefaultTransport
+}
+
+func (g *Gateway) tracer() trace.Tracer {
+	if g.Tracer != nil {
+		return g.Tracer
+	}
+	return telemetry.Tracer()
+}
+
+func (g *Gateway) logger() *slog.Logger {
+	if g.Logger != nil {
+		return g.Logger
+	}
+	return discardLogger
+}
+
+var discardLogger = slog.New(slog.DiscardHandler)
+
+// spanName follows the GenAI convention "{operation} {model}".
+func spanName(ex *exchange) string {
+	return genAIOperation(ex) + " " + ex.route.ModelID
+}
+
+func genAIOperation(ex *exchange) string {
+	switch {
+	case ex.route.Operation == bedrock.CountTokens:
+		return telemetry.OperationCountTokens
+	case !ex.route.Operation.Native():
+		return telemetry.OperationChat
+	}
+	switch ex.req.Family {
+	case tokens.Anthropic, tokens.Nova, tokens.Cohere:
+		return telemetry.OperationChat
+	}
+	return telemetry.OperationTextCompletion
+}
+
+func (g *Gateway) requestAttrs(ex *exchange) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{
+		telemetry.GenAIOperationName.String(genAIOperation(ex)),
+		telemetry.ProviderAWSBedrock,
+		telemetry.GenAIRequestModel.String(ex.route.ModelID),
+		telemetry.Operation.String(string(ex.route.Operation)),
+		telemetry.BodyFamily.String(string(ex.req.Family)),
+		telemetry.EstimatedInputTokens.Int(ex.req.InputTokens),
+		telemetry.RequestID.String(ex.id),
+	}
+	if ex.req.MaxTokens > 0 {
+		attrs = append(attrs, telemetry.GenAIRequestMaxTokens.Int(ex.req.MaxTokens))
+	}
+	if g.Upstream != nil {
+		attrs = append(attrs, telemetry.ServerAddress.String(g.Upstream.Hostname()))
+	}
+	return attrs
+}
+
+func endClientSpan(span trace.Span, ex *exchange) {
+	span.SetAttributes(telemetry.HTTPResponseStatusCode.Int(ex.status))
+	span.SetAttributes(usageAttrs(ex)...)
+	if ex.upstreamID != "" {
+		span.SetAttributes(telemetry.UpstreamRequestID.String(ex.upstreamID))
+	}
+	if ex.errType != "" {
+		span.SetAttributes(telemetry.ErrorType.String(ex.errType))
+		span.SetStatus(codes.Error, ex.errType)
+	} else if ex.err != nil {
+		span.SetAttributes(telemetry.ErrorType.String(errorTypeName(ex.err)))
+		span.SetStatus(codes.Error, ex.err.Error())
+	}
+	span.End()
+}
+
+func usageAttrs(ex *exchange) []attribute.KeyValue {
+	if !ex.usage.Known {
+		return nil
+	}
+	attrs := []attribute.KeyValue{
+		telemetry.GenAIUsageInputTokens.Int(ex.usage.InputTokens),
+		telemetry.GenAIUsageOutputTokens.Int(ex.usage.OutputTokens),
+	}
+	if ex.usage.CacheReadInputTokens > 0 {
+		attrs = append(attrs, telemetry.GenAIUsageCacheReadTokens.Int(ex.usage.CacheReadInputTokens))
+	}
+	if ex.usage.CacheWriteInputTokens > 0 {
+		attrs = append(attrs, telemetry.CacheWriteTokens.Int(ex.usage.CacheWriteInputTokens))
+	}
+	if ex.usage.StopReason != "" {
+		attrs = append(attrs, telemetry.GenAIResponseFinishReason.StringSlice([]string{ex.usage.StopReason}))
+	}
+	return attrs
+}
+
+// errorTypeName names a failure that has no Bedrock exception, for error.type.
+func errorTypeName(err error) string {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "client_cancelled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "_OTHER"
+}
+
+// SpanName names the server span of a request "{method} {route}", with the
+// model id left out of the name (it is an attribute) so that span names stay
+// few.
+func SpanName(r *http.Request) string {
+	if route, ok := bedrock.ParsePath(r.URL.EscapedPath()); ok {
+		return r.Method + " " + bedrock.Path(route.Operation, "{modelId}")
+	}
+	return r.Method
+}
