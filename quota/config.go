@@ -1,0 +1,666 @@
+package quota
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is a validated budgets file (ARCHITECTURE.md section 3). It is
+// immutable once parsed: a Watcher hands the same *Config to every request
+// goroutine, so callers must not modify it or its Models map.
+type Config struct {
+	// Default is the budget of every model not listed in Models; each such
+	// model gets its own pool with these limits. Nil: unlisted models are
+	// unlimited.
+	Default *ModelBudget
+	// Models are the listed pools, by model id exactly as written in the
+	// file (and as Bedrock's API names the model, decoded: ':' not %3A).
+	// Never nil after ParseConfig.
+	Models map[string]ModelBudget
+}
+
+// ModelBudget is one model pool's budget and per-request caps.
+type ModelBudget struct {
+	// Limits are the pool's TPM, RPM, concurrency and tokens per UTC day;
+	// zero means no limit on that dimension.
+	Limits Limits
+	// MaxInputTokens caps a request's estimated input tokens; over it, the
+	// gateway answers ValidationException. 0 means no cap.
+	MaxInputTokens int
+	// MaxOutputTokens caps a request's max output tokens, like
+	// MaxInputTokens. 0 means no cap.
+	MaxOutputTokens int
+	// OutputBurndown is how many quota tokens one output token costs: Bedrock
+	// counts output of Claude 4 class models five times against TPM. Always
+	// >= 1 after ParseConfig; Reservation treats a zero value as 1.
+	OutputBurndown float64
+	// DefaultMaxTokens is the max output tokens to reserve when a body names
+	// none. 0 means the tokens package's family default, which for Converse
+	// is the model's maximum and can be far above what callers really use.
+	DefaultMaxTokens int
+}
+
+// Model returns the budget for a model id: the entry listed under that exact
+// id, else Default; ok is false when neither applies, and the model is then
+// unlimited. A nil Config has no budgets.
+//
+// Each requested id is its own pool unless it is listed: a cross-region
+// inference profile such as "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+// or an ARN ending in "/foundation-model/<id>" or "/inference-profile/<id>",
+// is not folded into the pool of the bare model id: Bedrock itself keeps
+// separate quotas for on-demand and cross-region inference of one model, and
+// separate pools mirror them. List every id callers use, or rely on Default.
+// Keys of the form "id@upstream" are matched the same way, exactly as
+// requested.
+func (c *Config) Model(id string) (ModelBudget, bool) {
+	if c == nil {
+		return ModelBudget{}, false
+	}
+	if b, ok := c.Models[id]; ok {
+		return b, true
+	}
+	if c.Default != nil {
+		return *c.Default, true
+	}
+	return ModelBudget{}, false
+}
+
+// Reservation returns the tokens to reserve for a request: input +
+// maxOutput × OutputBurndown, rounded up, which is how Bedrock itself counts
+// a request against TPM when it starts. Negative arguments count as zero; the
+// result saturates at math.MaxInt64 rather than wrapping.
+func (b ModelBudget) Reservation(input, maxOutput int) int64 {
+	in, out := int64(max(input, 0)), burnedDown(int64(max(maxOutput, 0)), b.OutputBurndown)
+	if in > math.MaxInt64-out {
+		return math.MaxInt64
+	}
+	return in + out
+}
+
+// MaxOutput returns the max output tokens to reserve for a request, given
+// the body's max tokens and whether the body named them (tokens.Request's
+// MaxTokens and MaxTokensSet): DefaultMaxTokens replaces the family default
+// when the body names none.
+func (b ModelBudget) MaxOutput(maxTokens int, named bool) int {
+	if !named && b.DefaultMaxTokens > 0 {
+		return b.DefaultMaxTokens
+	}
+	return maxTokens
+}
+
+// burnedDown returns n × burndown rounded up; a burndown below 1 (the zero
+// value) counts as 1.
+func burnedDown(n int64, burndown float64) int64 {
+	if !(burndown > 1) { // also catches NaN
+		return n
+	}
+	p := float64(n) * burndown
+	if p >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	// A burndown written as a decimal such as 1.1 is not exact in binary:
+	// 10 × 1.1 is 11.000000000000002. A product within a few units in the
+	// last place of an integer is that integer, so that 10 × 1.1 reserves
+	// 11, not 12.
+	if r := math.Round(p); math.Abs(p-r) <= p*0x1p-49 {
+		return int64(r)
+	}
+	return int64(math.Ceil(p))
+}
+
+// ConfigError is one problem in a budgets file. ParseConfig joins every
+// ConfigError it finds with errors.Join, so that one edit can fix them all;
+// errors.As finds the first.
+type ConfigError struct {
+	// Line is the 1-based line in the file; 0 when the problem has none.
+	Line int
+	// Path is the field, e.g. `models["anthropic.x"].tpm`; empty for the
+	// document as a whole.
+	Path string
+	// Msg says what is wrong.
+	Msg string
+}
+
+// Error reads e.g. `line 7: models["anthropic.x"].tpm: must be a
+// non-negative integer, got -5`.
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// LoadConfig reads and parses a budgets file. A parse error is prefixed with
+// the path.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading budgets file: %w", err)
+	}
+	c, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("budgets file %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses and validates a budgets file. Every problem is reported
+// (errors.Join of *ConfigError), each with its YAML line and field path, e.g.
+// `line 7: models["anthropic.x"].tpm: must be a non-negative integer, got
+// -5`. Decoding is strict: an unknown field is an error, because a
+// misspelt limit would otherwise leave a model silently unlimited. An empty
+// file is valid and has no budgets.
+//
+// Integers must be written in decimal (digits may be grouped with _, as in
+// 576_000_000): YAML reads 010000 as octal 4096 and a quoted "400000" as a
+// string, and neither is what the writer meant. YAML anchors, aliases and
+// merge keys (<<: *anchor) work, so that models can share limits.
+func ParseConfig(data []byte) (*Config, error) {
+	cfg := &Config{Models: map[string]ModelBudget{}}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) { // empty, or only comments
+			return cfg, nil
+		}
+		return nil, errors.Join(yamlSyntaxError(err))
+	}
+	var p configParser
+	p.document(&doc, cfg)
+	for {
+		var extra yaml.Node
+		err := dec.Decode(&extra)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			p.errs = append(p.errs, yamlSyntaxError(err))
+			break
+		}
+		// A trailing "---" with nothing after it is harmless; a second
+		// document with content would be silently ignored otherwise.
+		if root := yamlRoot(&extra); !yamlIsNull(root) {
+			p.add(root, "", "a second YAML document: the budgets file must hold one document")
+			break
+		}
+	}
+	if len(p.errs) > 0 {
+		errs := make([]error, len(p.errs))
+		for i, e := range p.errs {
+			errs[i] = e
+		}
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// yamlLineRE picks the line out of yaml.v3's syntax errors, which read
+// "yaml: line 3: did not find expected key".
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func yamlSyntaxError(err error) *ConfigError {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &ConfigError{Line: line, Msg: "invalid YAML: " + m[2]}
+	}
+	return &ConfigError{Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// Field names of the file, for "did you mean" in unknown-field errors.
+var (
+	configTopFields    = []string{"default_model", "models"}
+	configBudgetFields = []string{"tpm", "rpm", "concurrency", "tokens_per_day", "max_input_tokens", "max_output_tokens", "output_burndown", "default_max_tokens"}
+)
+
+// maxConfigCount bounds every integer in the file: Redis scripts count in
+// Lua numbers, which are doubles and exact only up to 2^53.
+const maxConfigCount = 1<<53 - 1
+
+// configParser walks the YAML node tree by hand rather than decoding into
+// structs, so that every problem is found (not just the first), each with
+// its line and field path.
+type configParser struct {
+	errs []*ConfigError
+}
+
+func (p *configParser) add(n *yaml.Node, path, format string, args ...any) {
+	e := &ConfigError{Path: path, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line = n.Line
+	}
+	p.errs = append(p.errs, e)
+}
+
+func (p *configParser) document(doc *yaml.Node, cfg *Config) {
+	root := yamlRoot(doc)
+	if yamlIsNull(root) {
+		return
+	}
+	if root.Kind != yaml.MappingNode {
+		p.add(root, "", "the budgets file must be a mapping with default_model and models, got %s", yamlDescribe(root))
+		return
+	}
+	for _, e := range p.entries(root, "", true) {
+		switch e.key.Value {
+		case "default_model":
+			v := yamlResolve(e.val)
+			if yamlIsNull(v) {
+				continue
+			}
+			if b, ok := p.budget(v, "default_model"); ok {
+				cfg.Default = &b
+			}
+		case "models":
+			p.models(yamlResolve(e.val), cfg)
+		// These sections are specified (ARCHITECTURE.md section 3) but not
+		// implemented: say so, rather than "unknown field", so that nobody
+		// believes tenants are being enforced.
+		case "routes":
+			p.add(e.key, "", "routes are not supported yet (they come with the fallback work); remove the routes section")
+		case "tenants":
+			p.add(e.key, "", "tenants are not supported yet (they come with the tenants work); remove the tenants section")
+		default:
+			p.unknownField(e.key, "", configTopFields)
+		}
+	}
+}
+
+func (p *configParser) models(n *yaml.Node, cfg *Config) {
+	if yamlIsNull(n) { // every entry commented out
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		p.add(n, "models", "must be a mapping from model id to budget, got %s", yamlDescribe(n))
+		return
+	}
+	for _, e := range p.entries(n, "models", true) {
+		id := e.key.Value
+		if yamlIsNull(e.key) {
+			id = ""
+		}
+		path := "models[" + strconv.Quote(id) + "]"
+		if msg := checkModelID(id); msg != "" {
+			p.add(e.key, path, "%s", msg)
+			continue
+		}
+		if b, ok := p.budget(yamlResolve(e.val), path); ok {
+			cfg.Models[id] = b
+		}
+	}
+}
+
+// checkModelID returns what is wrong with a model key, or "". Model ids,
+// inference-profile ids and ARNs contain none of the characters refused
+// here, so each refusal catches a key that could never match a request.
+func checkModelID(id string) string {
+	switch {
+	case id == "":
+		return "empty model id"
+	case strings.ContainsFunc(id, unicode.IsSpace):
+		return "a model id must not contain white space"
+	case strings.Contains(id, "*"):
+		return "model ids are matched exactly, so a wildcard matches nothing; use default_model for the models not listed"
+	case strings.Contains(id, "%"):
+		return "the model id looks percent-encoded; write it decoded, as Bedrock names it (':' not %3A, '/' not %2F)"
+	case strings.Count(id, "@") > 1:
+		return "at most one @ (id@upstream)"
+	case strings.HasPrefix(id, "@") || strings.HasSuffix(id, "@"):
+		return "id@upstream needs both a model id and an upstream name"
+	}
+	return ""
+}
+
+// budget parses one model's budget. ok is false when it has any problem.
+func (p *configParser) budget(n *yaml.Node, path string) (b ModelBudget, ok bool) {
+	b.OutputBurndown = 1
+	if yamlIsNull(n) { // a listed model with no limits: an unlimited pool, exempt from default_model
+		return b, true
+	}
+	if n.Kind != yaml.MappingNode {
+		p.add(n, path, "must be a mapping of limits (tpm, rpm, ...), got %s", yamlDescribe(n))
+		return b, false
+	}
+	before := len(p.errs)
+	valid := map[string]*yaml.Node{} // fields set and valid, for the cross-field checks
+	bad := map[string]bool{}
+	for _, e := range p.entries(n, path, true) {
+		name, fpath := e.key.Value, path+"."+e.key.Value
+		v := yamlResolve(e.val)
+		var good bool
+		switch name {
+		case "tpm":
+			b.Limits.TPM, good = p.count(v, fpath)
+		case "rpm":
+			b.Limits.RPM, good = p.count(v, fpath)
+		case "concurrency":
+			b.Limits.Concurrency, good = p.count(v, fpath)
+		case "tokens_per_day":
+			b.Limits.TokensPerDay, good = p.count(v, fpath)
+		case "max_input_tokens":
+			b.MaxInputTokens, good = p.intCount(v, fpath)
+		case "max_output_tokens":
+			b.MaxOutputTokens, good = p.intCount(v, fpath)
+		case "default_max_tokens":
+			b.DefaultMaxTokens, good = p.intCount(v, fpath)
+		case "output_burndown":
+			b.OutputBurndown, good = p.burndown(v, fpath)
+		default:
+			p.unknownField(e.key, path, configBudgetFields)
+			continue
+		}
+		if good {
+			valid[name] = v
+		} else {
+			bad[name] = true
+		}
+	}
+	p.crossCheck(b, path, valid, bad)
+	return b, len(p.errs) == before
+}
+
+// crossCheck reports caps that contradict the limits. A request that passes
+// the per-request caps but reserves more than a limit could never be
+// admitted: the gateway would answer ThrottlingException forever, and SDKs
+// retry throttles, so the mistake must be caught here. The reservation is
+// input + max output × burndown, and every request has at least one input
+// and one output token, so a cap equal to the limit is already too much.
+func (p *configParser) crossCheck(b ModelBudget, path string, valid map[string]*yaml.Node, bad map[string]bool) {
+	burndownOK := !bad["output_burndown"]
+	outputCost := func(name string, n int) string {
+		if b.OutputBurndown == 1 {
+			return fmt.Sprintf("%s %d", name, n)
+		}
+		return fmt.Sprintf("%s %d (× output_burndown %g = %d tokens)", name, n, b.OutputBurndown, burnedDown(int64(n), b.OutputBurndown))
+	}
+	limits := []struct {
+		name  string
+		value int64
+	}{{"tpm", b.Limits.TPM}, {"tokens_per_day", b.Limits.TokensPerDay}}
+	for _, lim := range limits {
+		if lim.value == 0 || valid[lim.name] == nil {
+			continue
+		}
+		if n := valid["max_input_tokens"]; n != nil && b.MaxInputTokens > 0 && int64(b.MaxInputTokens) >= lim.value {
+			p.add(n, path+".max_input_tokens", "max_input_tokens %d plus any output exceeds %s %d: a request at this cap could never be admitted",
+				b.MaxInputTokens, lim.name, lim.value)
+		}
+		if !burndownOK {
+			continue
+		}
+		if n := valid["max_output_tokens"]; n != nil && b.MaxOutputTokens > 0 && burnedDown(int64(b.MaxOutputTokens), b.OutputBurndown) >= lim.value {
+			p.add(n, path+".max_output_tokens", "%s plus any input exceeds %s %d: a request at this cap could never be admitted",
+				outputCost("max_output_tokens", b.MaxOutputTokens), lim.name, lim.value)
+		}
+		// With max_output_tokens set, default_max_tokens is checked
+		// against it below, which covers this.
+		if n := valid["default_max_tokens"]; n != nil && b.DefaultMaxTokens > 0 && b.MaxOutputTokens == 0 &&
+			burnedDown(int64(b.DefaultMaxTokens), b.OutputBurndown) >= lim.value {
+			p.add(n, path+".default_max_tokens", "%s plus any input exceeds %s %d: a request that names no max tokens could never be admitted",
+				outputCost("default_max_tokens", b.DefaultMaxTokens), lim.name, lim.value)
+		}
+	}
+	if n := valid["default_max_tokens"]; n != nil && valid["max_output_tokens"] != nil &&
+		b.MaxOutputTokens > 0 && b.DefaultMaxTokens > b.MaxOutputTokens {
+		p.add(n, path+".default_max_tokens", "default_max_tokens %d exceeds max_output_tokens %d: a request that names no max tokens would be refused by the cap",
+			b.DefaultMaxTokens, b.MaxOutputTokens)
+	}
+}
+
+// count parses a non-negative decimal integer of at most maxConfigCount.
+func (p *configParser) count(n *yaml.Node, path string) (int64, bool) {
+	const want = "must be a non-negative integer"
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
+		p.add(n, path, "%s, got %s", want, yamlDescribe(n))
+		return 0, false
+	}
+	s := n.Value
+	if n.ShortTag() == "!!float" || strings.HasPrefix(s, "-") {
+		p.add(n, path, "%s, got %s", want, s)
+		return 0, false
+	}
+	digits := strings.ReplaceAll(s, "_", "")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" || (len(digits) > 1 && digits[0] == '0') {
+		p.add(n, path, "%s written in decimal, got %s (YAML reads a leading 0 as octal and 0x as hex)", want, s)
+		return 0, false
+	}
+	v, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || v > maxConfigCount {
+		p.add(n, path, "must be at most %d (Redis scripts count in doubles), got %s", int64(maxConfigCount), s)
+		return 0, false
+	}
+	return v, true
+}
+
+// intCount is count for the int fields of ModelBudget.
+func (p *configParser) intCount(n *yaml.Node, path string) (int, bool) {
+	v, ok := p.count(n, path)
+	return int(v), ok
+}
+
+// burndown parses output_burndown: a finite number >= 1.
+func (p *configParser) burndown(n *yaml.Node, path string) (float64, bool) {
+	const want = "must be a number >= 1 (1 for most models, 5 for those Bedrock burns down 5x)"
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
+		p.add(n, path, "%s, got %s", want, yamlDescribe(n))
+		return 1, false
+	}
+	var f float64
+	if err := n.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 1 {
+		p.add(n, path, "%s, got %s", want, n.Value)
+		return 1, false
+	}
+	return f, true
+}
+
+func (p *configParser) unknownField(key *yaml.Node, path string, known []string) {
+	msg := fmt.Sprintf("unknown field %q", key.Value)
+	if s := configClosestName(key.Value, known); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	} else {
+		msg += " (known fields: " + strings.Join(known, ", ") + ")"
+	}
+	p.add(key, path, "%s", msg)
+}
+
+// yamlEntry is one key and value of a mapping.
+type yamlEntry struct{ key, val *yaml.Node }
+
+// entries returns a mapping's pairs in order, with merge keys (<<) expanded:
+// as YAML's merge-key type specifies, a key written in the mapping wins over
+// a merged one, and an earlier merged mapping wins over a later one.
+// Duplicate and non-string keys are reported when report is set (it is not
+// for merged mappings, which are reported where they are written).
+func (p *configParser) entries(m *yaml.Node, path string, report bool) []yamlEntry {
+	var out []yamlEntry
+	first := map[string]int{} // key -> line
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			if report {
+				p.add(k, path, "a key must be a plain string, got %s", yamlDescribe(k))
+			}
+			continue
+		}
+		if line, dup := first[k.Value]; dup {
+			// yaml.v3 reports duplicate keys only when decoding into Go
+			// maps and structs, not into a yaml.Node.
+			if report {
+				p.add(k, path, "duplicate key %q (first at line %d)", k.Value, line)
+			}
+			continue
+		}
+		first[k.Value] = k.Line
+		out = append(out, yamlEntry{k, v})
+	}
+	for _, mv := range merges {
+		mv = yamlResolve(mv)
+		sources := []*yaml.Node{mv}
+		if mv.Kind == yaml.SequenceNode {
+			sources = sources[:0]
+			for _, s := range mv.Content {
+				sources = append(sources, yamlResolve(s))
+			}
+		}
+		for _, src := range sources {
+			if src.Kind != yaml.MappingNode {
+				if report {
+					p.add(src, path, "<< must merge a mapping or a list of mappings, got %s", yamlDescribe(src))
+				}
+				continue
+			}
+			for _, e := range p.entries(src, path, false) {
+				if _, ok := first[e.key.Value]; ok {
+					continue
+				}
+				first[e.key.Value] = e.key.Line
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+func yamlRoot(doc *yaml.Node) *yaml.Node {
+	if doc.Kind == yaml.DocumentNode {
+		if len(doc.Content) == 0 {
+			return nil
+		}
+		return yamlResolve(doc.Content[0])
+	}
+	return yamlResolve(doc)
+}
+
+// yamlResolve returns the node an alias (*name) refers to.
+func yamlResolve(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func yamlIsNull(n *yaml.Node) bool {
+	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+// yamlDescribe names what a node is, for "got ..." in messages.
+func yamlDescribe(n *yaml.Node) string {
+	switch {
+	case yamlIsNull(n):
+		return "null"
+	case n.Kind == yaml.MappingNode:
+		return "a mapping"
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str":
+		return "the string " + strconv.Quote(n.Value)
+	case n.Kind == yaml.ScalarNode:
+		return n.Value
+	}
+	return "an alias"
+}
+
+// configClosestName returns the known name nearest to name if it is a likely
+// misspelling (edit distance at most 2, ignoring case), else "".
+func configClosestName(name string, known []string) string {
+	best, bestDist := "", 3
+	lower := strings.ToLower(name)
+	for _, k := range known {
+		if d := configEditDistance(lower, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// configEditDistance is the Levenshtein distance between a and b, by bytes.
+func configEditDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Canonical renders the config as a budgets file: model ids sorted and
+// quoted, every field written with its default filled in (0 means no limit
+// or no cap), no anchors or comments. Parsing it gives an equal Config. It
+// shows what the gateway will enforce, e.g. for `gateway -check-config`, and
+// is the form the golden test compares.
+func (c *Config) Canonical() []byte {
+	var b bytes.Buffer
+	if c != nil && c.Default != nil {
+		b.WriteString("default_model:\n")
+		writeCanonicalBudget(&b, "  ", *c.Default)
+	}
+	if c == nil || len(c.Models) == 0 {
+		b.WriteString("models: {}\n")
+		return b.Bytes()
+	}
+	b.WriteString("models:\n")
+	for _, id := range slices.Sorted(maps.Keys(c.Models)) {
+		// strconv.Quote's escapes are all valid in a YAML double-quoted
+		// scalar, so any id round-trips.
+		fmt.Fprintf(&b, "  %s:\n", strconv.Quote(id))
+		writeCanonicalBudget(&b, "    ", c.Models[id])
+	}
+	return b.Bytes()
+}
+
+func writeCanonicalBudget(b *bytes.Buffer, indent string, m ModelBudget) {
+	burndown := m.OutputBurndown
+	if !(burndown >= 1) {
+		burndown = 1
+	}
+	fields := []struct {
+		name  string
+		value string
+	}{
+		{"tpm", strconv.FormatInt(m.Limits.TPM, 10)},
+		{"rpm", strconv.FormatInt(m.Limits.RPM, 10)},
+		{"concurrency", strconv.FormatInt(m.Limits.Concurrency, 10)},
+		{"tokens_per_day", strconv.FormatInt(m.Limits.TokensPerDay, 10)},
+		{"max_input_tokens", strconv.Itoa(m.MaxInputTokens)},
+		{"max_output_tokens", strconv.Itoa(m.MaxOutputTokens)},
+		{"output_burndown", strconv.FormatFloat(burndown, 'g', -1, 64)},
+		{"default_max_tokens", strconv.Itoa(m.DefaultMaxTokens)},
+	}
+	for _, f := range fields {
+		fmt.Fprintf(b, "%s%s: %s\n", indent, f.name, f.value)
+	}
+}
