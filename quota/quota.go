@@ -1,0 +1,144 @@
+// Package quota enforces shared budgets: tokens and requests per window,
+// concurrent requests and tokens per UTC day, for every budget that applies to
+// a request, checked and committed all-or-none.
+//
+// A Store holds the counters. RedisStore keeps them in Redis so that every
+// gateway replica enforces one budget; MemoryStore keeps them in process for a
+// single replica (the embedded default). Both implement the same semantics
+// and pass the same test suite.
+//
+// The flow is reserve, then settle: Admit charges the reservation (estimated
+// input tokens plus max output tokens times burndown, one request, one
+// concurrency lease) to every budget at once, or to none; Settle replaces the
+// reservation with the actual usage and releases the lease. A decision is a
+// value, never an error: an error means the store could not decide.
+package quota
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Dimension is one kind of limit in a budget.
+type Dimension string
+
+// The dimensions of a budget.
+const (
+	TPM          Dimension = "tpm"            // tokens per window (a minute in production)
+	RPM          Dimension = "rpm"            // requests per window
+	Concurrency  Dimension = "concurrency"    // requests in flight
+	TokensPerDay Dimension = "tokens_per_day" // tokens per UTC day
+	// Queue is reported when a request must wait its turn behind an older
+	// waiting request, so that large requests are not starved by small ones.
+	Queue Dimension = "queue"
+)
+
+// Limits are one budget's limits. A zero field means no limit on that
+// dimension.
+type Limits struct {
+	TPM          int64
+	RPM          int64
+	Concurrency  int64
+	TokensPerDay int64
+}
+
+// IsZero reports whether no dimension is limited.
+func (l Limits) IsZero() bool { return l == Limits{} }
+
+// String renders the limits for logs, e.g. "tpm=400000 rpm=200".
+func (l Limits) String() string {
+	return fmt.Sprintf("tpm=%d rpm=%d concurrency=%d tokens_per_day=%d", l.TPM, l.RPM, l.Concurrency, l.TokensPerDay)
+}
+
+// Budget is one set of limits and the place its counters live.
+type Budget struct {
+	// Scope names the budget to people: it is sent in x-quotagate-limit and
+	// used as a metric label, e.g. "model=anthropic.claude-3-haiku-20240307-v1:0"
+	// or "tenant=search model=anthropic.claude-3-haiku-20240307-v1:0".
+	Scope string
+	// Tag is the Redis Cluster hash tag. Every budget of one Request must
+	// have the same Tag, so that one script can touch all their keys.
+	// It is normally the pool id.
+	Tag string
+	// ID tells apart budgets that share a Tag, e.g. "pool" or "t:search".
+	ID string
+	// Limits are the budget's limits.
+	Limits Limits
+}
+
+// Request asks for one admission.
+type Request struct {
+	// Budgets are checked and charged together: all or none.
+	Budgets []Budget
+	// Tokens is the reservation: estimated input tokens plus max output
+	// tokens times the model's output burndown.
+	Tokens int64
+	// LeaseTTL bounds how long a concurrency slot is held without a Renew;
+	// zero means the store's default. A replica that dies leaks no slot for
+	// longer than this.
+	LeaseTTL time.Duration
+	// Ticket, when set, is this request's place in the wait queue from an
+	// earlier denied attempt (Decision.Ticket). A waiting request passes it
+	// back on every retry; see Decision.Ticket.
+	Ticket string
+}
+
+// Decision is the outcome of Admit.
+type Decision struct {
+	// Allowed reports whether the request was admitted and charged.
+	Allowed bool
+	// Scope and Dimension name the budget that said no (when !Allowed).
+	Scope     string
+	Dimension Dimension
+	// RetryAfter is when the denying dimension could first admit this
+	// request, if nothing else changes. Zero when that is unknown (a
+	// concurrency slot frees when some request ends).
+	RetryAfter time.Duration
+	// RemainingTokens and RemainingRequests are the headroom left in the
+	// current window of the tightest budget after this decision; -1 means
+	// unlimited. ResetTokens is when that window next frees tokens.
+	RemainingTokens   int64
+	RemainingRequests int64
+	ResetTokens       time.Duration
+	// Lease is set when Allowed; Settle it exactly once.
+	Lease Lease
+	// Ticket is set when !Allowed and the request was placed in (or kept
+	// in) the wait queue. A caller that intends to wait passes it back in
+	// Request.Ticket; one that gives up calls Store.Cancel so that requests
+	// behind it do not wait for it.
+	Ticket string
+}
+
+// Lease is an admitted reservation. It carries everything Settle needs, so
+// that any replica (or the same one after a store switch) can settle it.
+type Lease struct {
+	ID      string
+	Tag     string
+	Budgets []Budget
+	// Tokens is what was reserved.
+	Tokens int64
+	// At is the store's clock when the reservation was charged, in
+	// milliseconds since the Unix epoch: Settle adjusts the window bucket
+	// and the day that were charged.
+	At int64
+	// Store names the store that admitted the lease ("redis", "memory",
+	// "local"), so that a settle after a fail-open switch goes back to the
+	// counters that were charged and nothing is charged twice.
+	Store string
+}
+
+// Store holds budget counters.
+type Store interface {
+	// Admit checks every budget of r and charges all of them, or none.
+	Admit(ctx context.Context, r Request) (Decision, error)
+	// Settle replaces the lease's reservation with actual tokens: it refunds
+	// the difference, or charges an overrun, and releases the concurrency
+	// slot. It is called exactly once per lease, on every path.
+	Settle(ctx context.Context, l Lease, actualTokens int64) error
+	// Renew extends the lease's concurrency slot by ttl (zero: the default),
+	// while a long stream runs.
+	Renew(ctx context.Context, l Lease, ttl time.Duration) error
+	// Cancel removes a wait-queue ticket that will not be retried.
+	Cancel(ctx context.Context, tag, ticket string) error
+}
