@@ -93,11 +93,14 @@ type Decision struct {
 	Dimension Dimension
 	// RetryAfter is when the denying dimension could first admit this
 	// request, if nothing else changes. Zero when that is unknown (a
-	// concurrency slot frees when some request ends).
+	// concurrency slot frees when some request ends). Negative (-1) means
+	// never: the reservation is larger than the budget's whole TPM or daily
+	// limit, and the gateway answers ValidationException.
 	RetryAfter time.Duration
 	// RemainingTokens and RemainingRequests are the headroom left in the
-	// current window of the tightest budget after this decision; -1 means
-	// unlimited. ResetTokens is when that window next frees tokens.
+	// current window after this decision, each of the budget tightest in
+	// that dimension; -1 means unlimited. ResetTokens is when the window of
+	// the budget with the fewest remaining tokens next frees tokens.
 	RemainingTokens   int64
 	RemainingRequests int64
 	ResetTokens       time.Duration
@@ -134,10 +137,12 @@ type Store interface {
 	Admit(ctx context.Context, r Request) (Decision, error)
 	// Settle replaces the lease's reservation with actual tokens: it refunds
 	// the difference, or charges an overrun, and releases the concurrency
-	// slot. It is called exactly once per lease, on every path.
+	// slot. It is called once per lease, on every path; a second call
+	// changes nothing.
 	Settle(ctx context.Context, l Lease, actualTokens int64) error
-	// Renew extends the lease's concurrency slot by ttl (zero: the default),
-	// while a long stream runs.
+	// Renew extends the lease's concurrency slot to ttl from now (zero: the
+	// default), while a long stream runs. It returns ErrLeaseExpired if the
+	// slot was already gone.
 	Renew(ctx context.Context, l Lease, ttl time.Duration) error
 	// Cancel removes a wait-queue ticket that will not be retried.
 	Cancel(ctx context.Context, tag, ticket string) error

@@ -1,0 +1,101 @@
+-- settle.lua: replace a lease's reservation with the actual usage and
+-- release its concurrency slots, once. See keys.go for the key layout.
+--
+-- KEYS[1] <p>{tag}:leases
+-- then per budget i, at base = 1 + 3*(i-1): :w :d :c
+--
+-- ARGV[1] lease id   ARGV[2] admit time (Lease.At), ms
+-- ARGV[3] delta = actual - reserved tokens
+-- ARGV[4] bucket width, ms   ARGV[5] buckets in the window
+-- then per budget i, at base = 5 + 3*(i-1): window? day? concurrency? (1/0)
+--
+-- Returns 1 when the counters were adjusted, 0 when the lease was already
+-- settled (or is older than the retention of :leases): a second Settle
+-- never refunds twice.
+
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local lease = ARGV[1]
+local at = tonumber(ARGV[2])
+local delta = tonumber(ARGV[3])
+local width = tonumber(ARGV[4])
+local N = tonumber(ARGV[5])
+local DAY = 86400000
+local nb = (#KEYS - 1) / 3
+
+local function s(x) return string.format('%d', x) end
+
+-- The lease leaves :leases exactly once; whoever removes it adjusts the
+-- counters. This holds even when the concurrency slot already expired,
+-- which is why the slot itself cannot be the marker.
+local first = redis.call('ZREM', KEYS[1], lease)
+for i = 1, nb do
+  if ARGV[5 + 3 * (i - 1) + 3] == '1' then redis.call('ZREM', KEYS[1 + 3 * (i - 1) + 3], lease) end
+end
+if first == 0 or delta == 0 then return first end
+
+-- advance is admit.lua's: drop the buckets that left the window.
+local function advance(wk)
+  local h = redis.call('HMGET', wk, 'lo', 'T', 'R')
+  local newlo = math.floor(now / width) - N
+  local lo = tonumber(h[1])
+  if lo == nil then return newlo, 0, 0 end
+  local T, R = tonumber(h[2]) or 0, tonumber(h[3]) or 0
+  if newlo <= lo then return lo, T, R end
+  if newlo - lo > N then
+    redis.call('DEL', wk)
+    return newlo, 0, 0
+  end
+  local f = {}
+  for b = lo, newlo - 1 do
+    f[#f + 1] = 't' .. s(b)
+    f[#f + 1] = 'r' .. s(b)
+  end
+  local v = redis.call('HMGET', wk, unpack(f))
+  for j = 1, #f, 2 do
+    T = T - (tonumber(v[j]) or 0)
+    R = R - (tonumber(v[j + 1]) or 0)
+  end
+  redis.call('HDEL', wk, unpack(f))
+  return newlo, T, R
+end
+
+local today = math.floor(now / DAY)
+for i = 1, nb do
+  local k, a = 1 + 3 * (i - 1), 5 + 3 * (i - 1)
+  if ARGV[a + 1] == '1' then
+    -- Window: adjust the bucket that was charged while it still counts;
+    -- once it has left the window only an overrun is charged, to the
+    -- current bucket, since a refund there would free capacity twice.
+    local wk = KEYS[k + 1]
+    local lo, T, R = advance(wk)
+    local c = lo + N
+    local b = math.min(math.floor(at / width), c)
+    if b < lo then b = (delta > 0) and c or nil end
+    if b then
+      local cur = tonumber(redis.call('HGET', wk, 't' .. s(b))) or 0
+      local nv = math.max(cur + delta, 0)
+      T = T + nv - cur
+      redis.call('HSET', wk, 't' .. s(b), s(nv), 'lo', s(lo), 'T', s(T), 'R', s(R))
+      redis.call('PEXPIRE', wk, s((N + 2) * width))
+    elseif redis.call('EXISTS', wk) == 1 then
+      redis.call('HSET', wk, 'lo', s(lo), 'T', s(T), 'R', s(R))
+    end
+  end
+  if ARGV[a + 2] == '1' then
+    -- Day: adjust today if the lease was charged today; an overrun of a
+    -- lease from an earlier day is charged to today.
+    local dk = KEYS[k + 2]
+    if math.floor(at / DAY) == today or delta > 0 then
+      local h = redis.call('HMGET', dk, 'day', 'n')
+      local used = 0
+      if tonumber(h[1]) == today then used = tonumber(h[2]) or 0 end
+      redis.call('HSET', dk, 'day', s(today), 'n', s(math.max(used + delta, 0)))
+      redis.call('PEXPIRE', dk, s(2 * DAY))
+    end
+  end
+end
+return 1
