@@ -17,6 +17,8 @@ func (g *Gateway) finish(ctx context.Context, ex *exchange) {
 	if ex.status == 0 && ctx.Err() != nil {
 		ex.status = statusClientClosed
 	}
+	g.settle(ctx, ex)
+	g.Metrics.request(ctx, ex)
 	lg := g.logger()
 	level := slog.LevelInfo
 	if ex.status >= 500 {
@@ -44,7 +46,17 @@ func (g *Gateway) finish(ctx context.Context, ex *exchange) {
 		attrs = append(attrs, slog.String("family", string(ex.req.Family)))
 	}
 	if ex.route.ModelID != "" {
-		attrs = append(attrs, slog.Int("est_input_tokens", ex.req.InputTokens), slog.Int("max_tokens", ex.req.MaxTokens))
+		est := ex.req.InputTokens
+		if ex.estInput > 0 {
+			est = ex.estInput // calibrated, or exact from CountTokens
+		}
+		attrs = append(attrs, slog.Int("est_input_tokens", est), slog.Int("max_tokens", ex.req.MaxTokens))
+	}
+	if ex.lease != nil {
+		attrs = append(attrs, slog.Int64("reserved_tokens", ex.lease.Tokens), slog.Int64("charged_tokens", ex.charged))
+		if ex.waited > time.Millisecond {
+			attrs = append(attrs, slog.Float64("quota_wait_ms", ms(ex.waited)))
+		}
 	}
 	if ex.usage.Known {
 		attrs = append(attrs,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -163,6 +164,7 @@ func TestSDKEveryOperationEveryFamily(t *testing.T) {
 // totals grow, so the log lines are summed the same way.
 func (h *harness) checkUsage(t *testing.T, op bedrock.Operation, model string) {
 	t.Helper()
+	line := h.logLine(t, op, model) // waits: the line is written after the response
 	var in, out int
 	for _, l := range h.logLines(t) {
 		if l["model"] == model && l["operation"] != string(bedrock.CountTokens) {
@@ -170,7 +172,6 @@ func (h *harness) checkUsage(t *testing.T, op bedrock.Operation, model string) {
 			out += intField(l, "output_tokens")
 		}
 	}
-	line := h.logLine(t, op, model)
 	if intField(line, "output_tokens") <= 0 || intField(line, "input_tokens") <= 0 {
 		t.Fatalf("%s access log %v: want input and output tokens", op, line)
 	}
@@ -210,6 +211,13 @@ func (h *harness) logLine(t testing.TB, op bedrock.Operation, model string) map[
 		return found != nil
 	})
 	return found
+}
+
+// waitLogs waits until n access-log lines were written: each is written
+// after its request settled.
+func (h *harness) waitLogs(t testing.TB, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d access log lines", n), func() bool { return len(h.logLines(t)) >= n })
 }
 
 func intField(m map[string]any, k string) int {

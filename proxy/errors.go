@@ -23,6 +23,9 @@ var (
 	errUpstreamFailed    = errors.New("upstream unreachable")
 	errUpstreamBadStream = errors.New("upstream stream broken")
 	errInternal          = errors.New("internal error")
+	errThrottled         = errors.New("budget exhausted")
+	errOverCap           = errors.New("over a per-request limit")
+	errBudgetStore       = errors.New("budget store unavailable")
 )
 
 // bedrockError maps any error the gateway produces to what the caller sees.
@@ -35,7 +38,16 @@ func bedrockError(err error) *bedrock.Error {
 		return be
 	}
 	msg := err.Error()
+	if te, ok := isThrottle(err); ok {
+		// A budget's no looks like Bedrock's own throttle, so SDK retry
+		// logic (and the caller's backoff) treats both the same.
+		return &bedrock.Error{Type: bedrock.Throttling, Message: msg, RetryAfter: te.retryAfterSeconds()}
+	}
 	switch {
+	case errors.Is(err, errOverCap):
+		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
+	case errors.Is(err, errBudgetStore):
+		return &bedrock.Error{Type: bedrock.ServiceUnavailable, Message: "The gateway cannot reach its budget store right now. Try again later."}
 	case errors.Is(err, errUnknownOperation):
 		// What AWS's front end answers for a path no operation is bound to.
 		return &bedrock.Error{Type: bedrock.UnknownOperation, Message: msg}

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/quotagate/quotagate/bedrock"
+	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/telemetry"
 	"github.com/quotagate/quotagate/tokens"
 )
@@ -44,6 +45,30 @@ type Gateway struct {
 	Logger *slog.Logger
 	// Tracer creates the upstream client spans; nil uses telemetry.Tracer().
 	Tracer trace.Tracer
+	// Metrics records the gateway's instruments; nil records nothing.
+	Metrics *Metrics
+
+	// Quota holds the shared budgets. With Budgets, it enables admission:
+	// every request is reserved before it goes upstream and settled when
+	// it ends. nil disables budgets.
+	Quota quota.Store
+	// Budgets returns the budgets in force (the hot-reloaded file); nil,
+	// or a nil result, disables budgets.
+	Budgets func() *quota.Config
+	// MaxWait is how long a request may wait for its budget to free before
+	// it is answered with ThrottlingException (the caller's own deadline
+	// shortens it). Zero means no waiting.
+	MaxWait time.Duration
+	// LeaseTTL bounds how long a concurrency slot outlives a replica that
+	// died mid-request; it is renewed while a request runs. Zero means
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// Calibrator corrects input estimates per model from actual usage;
+	// nil uses the raw estimates.
+	Calibrator *tokens.Calibrator
+	// CountTokens, when set, asks Bedrock for the exact input tokens before
+	// admission (see NewCountTokens); on error the estimate is used.
+	CountTokens func(ctx context.Context, route bedrock.Route, body []byte) (int, error)
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -66,6 +91,18 @@ type exchange struct {
 	bytesOut    int64
 	events      int
 	wroteHeader bool
+
+	body           []byte
+	plan           budgetPlan
+	estInput       int  // the input estimate admission used
+	exactInput     bool // estInput came from CountTokens
+	lease          *quota.Lease
+	charged        int64 // tokens charged at settle
+	waited         time.Duration
+	stopRenewal    func()
+	upstreamCalled bool
+	upstreamStatus int
+	completed      bool // the whole response reached the caller
 }
 
 // ServeHTTP handles one Bedrock Runtime call.
@@ -101,6 +138,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if ex.req, err = parseRequest(route, body); err != nil {
 		g.fail(w, ex, err)
+		return
+	}
+	ex.body = body
+	if !g.admit(w, r, ex) {
 		return
 	}
 	g.forward(w, r, ex, body)
@@ -158,6 +199,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ex *exchange, 
 		g.fail(w, ex, err)
 		return
 	}
+	ex.upstreamCalled = true
 	resp, err := g.transport().RoundTrip(out)
 	ex.upstreamDur = time.Since(ex.start)
 	if err != nil {
@@ -169,6 +211,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ex *exchange, 
 		return
 	}
 	defer resp.Body.Close()
+	ex.upstreamStatus = resp.StatusCode
 	ex.upstreamID = resp.Header.Get("X-Amzn-Requestid")
 	if resp.StatusCode >= 300 {
 		ex.errType = upstreamErrorType(resp.Header)
@@ -221,6 +264,11 @@ func (g *Gateway) relayBody(w http.ResponseWriter, ex *exchange, resp *http.Resp
 	}
 	if err != nil {
 		ex.err = fmt.Errorf("%w: copying response: %w", errUpstreamFailed, err)
+	} else {
+		// Flush before settle runs, so the caller has the whole response
+		// while the settle round trip happens.
+		_ = http.NewResponseController(w).Flush()
+		ex.completed = true
 	}
 	if resp.StatusCode == http.StatusOK {
 		ex.usage = usageFromBody(ex, capture.Bytes()).Merge(tokens.UsageFromHeaders(resp.Header))
@@ -254,6 +302,9 @@ func (g *Gateway) fail(w http.ResponseWriter, ex *exchange, err error) {
 	ex.errType = string(be.Type)
 	if ex.wroteHeader {
 		return
+	}
+	if te, ok := isThrottle(err); ok {
+		w.Header().Set("X-Quotagate-Limit", te.limitHeader())
 	}
 	ex.status = be.Status()
 	ex.wroteHeader = true

@@ -17,6 +17,7 @@ import (
 
 	"github.com/quotagate/quotagate/bedrocksim"
 	"github.com/quotagate/quotagate/proxy"
+	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/telemetry"
 )
 
@@ -37,6 +38,7 @@ type harness struct {
 	front    *httptest.Server
 	client   *bedrockruntime.Client
 	logs     *syncBuffer
+	store    quota.Store
 }
 
 type harnessOptions struct {
@@ -45,6 +47,13 @@ type harnessOptions struct {
 	wrap func(http.RoundTripper) http.RoundTripper
 	// upstreamURL overrides where the gateway sends requests.
 	upstreamURL string
+	// budgets, when set, is a budgets file (YAML) enforced with store (or
+	// an in-memory store with window).
+	budgets  string
+	store    quota.Store
+	window   time.Duration
+	maxWait  time.Duration
+	leaseTTL time.Duration
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -72,6 +81,20 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 			Region:      "us-east-1",
 		},
 		Logger: slog.New(slog.NewJSONHandler(h.logs, nil)),
+	}
+	if o.budgets != "" {
+		cfg, err := quota.ParseConfig([]byte(o.budgets))
+		if err != nil {
+			t.Fatalf("budgets: %v", err)
+		}
+		if o.store == nil {
+			o.store = quota.NewMemoryStore(quota.Options{Window: o.window, LeaseTTL: o.leaseTTL})
+		}
+		h.store = o.store
+		h.gateway.Quota = o.store
+		h.gateway.Budgets = func() *quota.Config { return cfg }
+		h.gateway.MaxWait = o.maxWait
+		h.gateway.LeaseTTL = o.leaseTTL
 	}
 	h.front = httptest.NewServer(telemetry.ServerHandler(h.gateway, proxy.SpanName))
 	t.Cleanup(h.front.Close)

@@ -37,6 +37,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, ex *exchan
 	for {
 		frame, err := frames.Next()
 		if errors.Is(err, io.EOF) {
+			ex.completed = true
 			return
 		}
 		if err != nil {

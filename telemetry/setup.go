@@ -6,12 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
@@ -42,7 +48,12 @@ type Telemetry struct {
 	TracerProvider trace.TracerProvider
 	// Exporting reports whether spans leave the process.
 	Exporting bool
-	shutdown  func(context.Context) error
+	// MeterProvider records the gateway's metrics; it is also installed
+	// as the global provider.
+	MeterProvider metric.MeterProvider
+	// MetricsHandler serves the metrics in the Prometheus text format.
+	MetricsHandler http.Handler
+	shutdown       func(context.Context) error
 }
 
 // Setup builds tracing and logging from the environment. Spans are exported
@@ -83,7 +94,27 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	tp := sdktrace.NewTracerProvider(tpOpts...)
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	return &Telemetry{Logger: logger, TracerProvider: tp, Exporting: exporting, shutdown: tp.Shutdown}, nil
+
+	mp, metricsHandler, err := newMeterProvider(res)
+	if err != nil {
+		return nil, err
+	}
+	otel.SetMeterProvider(mp)
+	shutdown := func(ctx context.Context) error { return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx)) }
+	return &Telemetry{Logger: logger, TracerProvider: tp, Exporting: exporting, MeterProvider: mp, MetricsHandler: metricsHandler, shutdown: shutdown}, nil
+}
+
+// newMeterProvider serves metrics for Prometheus to scrape, on a registry of
+// the gateway's own so that tests and embedders do not collide on the
+// global one.
+func newMeterProvider(res *resource.Resource) (*sdkmetric.MeterProvider, http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, fmt.Errorf("telemetry prometheus exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exp))
+	return mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
 }
 
 // Shutdown flushes buffered spans. Call it once, after the server drained.

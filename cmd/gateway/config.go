@@ -14,6 +14,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/caarlos0/env/v11"
 
+	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/telemetry"
 )
 
@@ -29,6 +30,21 @@ type Config struct {
 	UpstreamHeaderTimeout time.Duration `env:"QUOTAGATE_UPSTREAM_HEADER_TIMEOUT" envDefault:"10m"`
 	LogLevel              string        `env:"QUOTAGATE_LOG_LEVEL" envDefault:"info"`
 
+	// Budgets (see README, "Budgets").
+	BudgetsFile    string        `env:"QUOTAGATE_CONFIG"`
+	RedisURL       string        `env:"QUOTAGATE_REDIS_URL"`
+	RedisPrefix    string        `env:"QUOTAGATE_REDIS_PREFIX" envDefault:"qg:"`
+	RedisTimeout   time.Duration `env:"QUOTAGATE_REDIS_TIMEOUT" envDefault:"250ms"`
+	FailurePolicy  string        `env:"QUOTAGATE_FAILURE_POLICY" envDefault:"fail-closed"`
+	Replicas       int           `env:"QUOTAGATE_REPLICAS" envDefault:"1"`
+	MaxWait        time.Duration `env:"QUOTAGATE_MAX_WAIT" envDefault:"10s"`
+	LeaseTTL       time.Duration `env:"QUOTAGATE_LEASE_TTL" envDefault:"1m"`
+	EstimateMargin float64       `env:"QUOTAGATE_ESTIMATE_MARGIN" envDefault:"0.05"`
+	CountTokens    bool          `env:"QUOTAGATE_COUNT_TOKENS" envDefault:"false"`
+	// BudgetWindow is the period of TPM and RPM budgets. It is a minute in
+	// production; tests and demos shorten it to see windows roll quickly.
+	BudgetWindow time.Duration `env:"QUOTAGATE_BUDGET_WINDOW" envDefault:"1m"`
+
 	// Standard AWS variables. Region and credentials are resolved by the
 	// SDK's default chain; these two are read here because they change how
 	// the gateway reaches Bedrock.
@@ -39,8 +55,9 @@ type Config struct {
 
 // String prints the configuration for the start-up log, without secrets.
 func (c Config) String() string {
-	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s",
-		c.Addr, c.TLSCertFile != "", c.MaxBodyBytes, c.DrainTimeout, c.UpstreamHeaderTimeout, c.LogLevel, c.upstreamAuth())
+	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s",
+		c.Addr, c.TLSCertFile != "", c.MaxBodyBytes, c.DrainTimeout, c.UpstreamHeaderTimeout, c.LogLevel, c.upstreamAuth(),
+		c.BudgetsFile, c.RedisURL != "", c.FailurePolicy, c.Replicas, c.MaxWait, c.LeaseTTL, c.EstimateMargin, c.CountTokens, c.BudgetWindow)
 }
 
 func (c Config) upstreamAuth() string {
@@ -92,6 +109,41 @@ func (c Config) validate() []error {
 	}
 	if _, err := telemetry.NewLogger(nil, c.LogLevel); err != nil {
 		bad("QUOTAGATE_LOG_LEVEL: %v", err)
+	}
+	switch quota.Policy(c.FailurePolicy) {
+	case quota.FailClosed, quota.FailOpen:
+	default:
+		bad("QUOTAGATE_FAILURE_POLICY=%q: want fail-closed or fail-open", c.FailurePolicy)
+	}
+	if c.Replicas < 1 {
+		bad("QUOTAGATE_REPLICAS=%d: must be at least 1", c.Replicas)
+	}
+	if c.MaxWait < 0 {
+		bad("QUOTAGATE_MAX_WAIT=%s: must not be negative", c.MaxWait)
+	}
+	if c.LeaseTTL < 3*time.Second {
+		bad("QUOTAGATE_LEASE_TTL=%s: must be at least 3s (it is renewed every third of it)", c.LeaseTTL)
+	}
+	if c.RedisTimeout <= 0 {
+		bad("QUOTAGATE_REDIS_TIMEOUT=%s: must be positive", c.RedisTimeout)
+	}
+	if c.EstimateMargin < 0 || c.EstimateMargin > 1 {
+		bad("QUOTAGATE_ESTIMATE_MARGIN=%g: want a fraction between 0 and 1", c.EstimateMargin)
+	}
+	if c.BudgetWindow < time.Second {
+		bad("QUOTAGATE_BUDGET_WINDOW=%s: must be at least 1s", c.BudgetWindow)
+	}
+	if c.RedisURL != "" {
+		if client, err := quota.NewClient(c.RedisURL); err != nil {
+			bad("QUOTAGATE_REDIS_URL: %v", err)
+		} else {
+			_ = client.Close() // parsed only; nothing was dialled
+		}
+	}
+	if c.BudgetsFile != "" {
+		if _, err := quota.LoadConfig(c.BudgetsFile); err != nil {
+			bad("QUOTAGATE_CONFIG=%s:\n%v", c.BudgetsFile, err)
+		}
 	}
 	for name, v := range map[string]string{"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": c.ServiceEndpoint, "AWS_ENDPOINT_URL": c.GlobalEndpoint} {
 		if v == "" {

@@ -38,13 +38,18 @@ func TestCheckConfigReportsEveryProblem(t *testing.T) {
 		"QUOTAGATE_TLS_CERT_FILE":          "/tmp/cert.pem",
 		"QUOTAGATE_LOG_LEVEL":              "loud",
 		"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "ftp://example",
+		"QUOTAGATE_CONFIG":                 "../../quota/testdata/bad/many.yaml",
+		"QUOTAGATE_FAILURE_POLICY":         "fail-sideways",
+		"QUOTAGATE_REPLICAS":               "0",
+		"QUOTAGATE_REDIS_URL":              "mysql://nope",
 	}
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-check-config"}, env, &out, io.Discard)
 	if err == nil {
 		t.Fatal("got nil error, want the configuration refused")
 	}
-	for _, want := range []string{"QUOTAGATE_ADDR", "QUOTAGATE_MAX_BODY_BYTES", "QUOTAGATE_DRAIN_TIMEOUT", "QUOTAGATE_TLS_CERT_FILE", "QUOTAGATE_LOG_LEVEL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_REGION"} {
+	for _, want := range []string{"QUOTAGATE_ADDR", "QUOTAGATE_MAX_BODY_BYTES", "QUOTAGATE_DRAIN_TIMEOUT", "QUOTAGATE_TLS_CERT_FILE", "QUOTAGATE_LOG_LEVEL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_REGION",
+		"QUOTAGATE_CONFIG", "QUOTAGATE_FAILURE_POLICY", "QUOTAGATE_REPLICAS", "QUOTAGATE_REDIS_URL"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
@@ -147,6 +152,28 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("readyz = %v %v, want 200", resp, err)
 	}
 	resp.Body.Close()
+
+	// The demo enforces in-memory budgets: admitted calls show headroom.
+	resp, err = http.Post(base+"/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse", "application/json",
+		strings.NewReader(`{"messages":[{"role":"user","content":[{"text":"Hello"}]}],"inferenceConfig":{"maxTokens":64}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Ratelimit-Remaining-Tokens") == "" {
+		t.Errorf("demo call: status %d, x-ratelimit-remaining-tokens %q; want 200 and a figure", resp.StatusCode, resp.Header.Get("X-Ratelimit-Remaining-Tokens"))
+	}
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"quotagate_requests", "quotagate_quota_decisions", "quotagate_quota_utilisation", "quotagate_quota_store_duration_seconds"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run returned %v, want a clean stop", err)

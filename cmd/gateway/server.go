@@ -16,6 +16,7 @@ import (
 
 	"github.com/quotagate/quotagate/proxy"
 	"github.com/quotagate/quotagate/telemetry"
+	"github.com/quotagate/quotagate/tokens"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -59,12 +60,30 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 		up = upstream{url: cfg.upstreamURL(awsCfg.Region), region: awsCfg.Region, credentials: awsCfg.Credentials}
 	}
 
+	metrics, err := proxy.NewMetrics(tel.MeterProvider)
+	if err != nil {
+		return err
+	}
+	bud, err := newBudgets(cfg, demo, metrics, log)
+	if err != nil {
+		return err
+	}
+	defer bud.close()
 	gw := newGateway(cfg, up, log)
+	gw.Metrics = metrics
+	bud.wire(gw, cfg)
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := newServer(cfg, gw, up, log)
+	srv.metrics = tel.MetricsHandler
+	srv.budgets = bud
+	bctx, stopBudgets := context.WithCancel(context.WithoutCancel(ctx))
+	budgetsDone := make(chan struct{})
+	go func() { defer close(budgetsDone); bud.run(bctx) }()
+	defer func() { stopBudgets(); <-budgetsDone }()
 	log.Info("quotagate listening", "addr", ln.Addr().String(), "upstream", up.url.String(), "region", up.region,
 		"config", cfg.String(), "tracing_export", tel.Exporting, "version", version)
 	if demo {
@@ -74,17 +93,32 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 }
 
 func newGateway(cfg Config, up upstream, log *slog.Logger) *proxy.Gateway {
-	return &proxy.Gateway{
-		Upstream: up.url,
-		Transport: &proxy.Signer{
-			Transport:   proxy.NewTransport(proxy.TransportOptions{ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout}),
-			Credentials: up.credentials,
-			Region:      up.region,
-			BearerToken: cfg.BearerToken,
-		},
+	signer := &proxy.Signer{
+		Transport:   proxy.NewTransport(proxy.TransportOptions{ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout}),
+		Credentials: up.credentials,
+		Region:      up.region,
+		BearerToken: cfg.BearerToken,
+	}
+	gw := &proxy.Gateway{
+		Upstream:     up.url,
+		Transport:    signer,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Logger:       log,
+		Calibrator:   &tokens.Calibrator{Margin: marginOrNone(cfg.EstimateMargin)},
 	}
+	if cfg.CountTokens {
+		gw.CountTokens = proxy.NewCountTokens(up.url, signer)
+	}
+	return gw
+}
+
+// marginOrNone maps the configured margin to Calibrator's convention, where
+// zero means its default and a negative value means none.
+func marginOrNone(m float64) float64 {
+	if m == 0 {
+		return -1
+	}
+	return m
 }
 
 // server is the HTTP server with its health endpoints and drain logic.
@@ -93,6 +127,8 @@ type server struct {
 	cfg      Config
 	log      *slog.Logger
 	draining atomic.Bool
+	metrics  http.Handler // Prometheus; nil: no /metrics
+	budgets  *budgets     // nil: no budgets
 	// cancel ends every in-flight request when the drain timeout runs out.
 	cancel context.CancelFunc
 	base   context.Context
@@ -112,6 +148,12 @@ func newServer(cfg Config, gw http.Handler, up upstream, log *slog.Logger) *serv
 			_, _ = io.WriteString(w, "ok\n")
 		case "/readyz":
 			s.ready(w, r, up)
+		case "/metrics":
+			if s.metrics == nil {
+				http.NotFound(w, r)
+				return
+			}
+			s.metrics.ServeHTTP(w, r)
 		default:
 			traced.ServeHTTP(w, r)
 		}
@@ -139,6 +181,13 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request, up upstream) {
 		if _, err := up.credentials.Retrieve(ctx); err != nil {
 			s.log.Warn("not ready: AWS credentials unavailable", "error", err)
 			http.Error(w, "AWS credentials unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	if s.budgets != nil {
+		if err := s.budgets.ready(r.Context()); err != nil {
+			s.log.Warn("not ready: budgets cannot be enforced", "error", err)
+			http.Error(w, "budget store unavailable", http.StatusServiceUnavailable)
 			return
 		}
 	}
