@@ -150,7 +150,9 @@ func TestFaultsMidStream(t *testing.T) {
 			t.Errorf("chunks before the exception: got %d, want 2", chunks)
 		}
 		// Two llama chunks carry 3 tokens each; the quota is settled to
-		// the prompt (3 tokens for "hi") and what was sent.
+		// the prompt (3 tokens for "hi") and what was sent. The client may
+		// read the exception before the handler has settled: wait for it.
+		waitFor(t, func() bool { return sim.Stats().InFlight == 0 })
 		ms := sim.Stats().Models[llama]
 		if ms.OutputTokens != 6 || ms.MaxWindowTokens != ms.InputTokens+6 {
 			t.Errorf("usage: got %+v, want 6 output tokens settled", ms)
