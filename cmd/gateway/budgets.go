@@ -120,4 +120,3 @@ func (b *budgets) wire(gw *proxy.Gateway, cfg Config) {
 	gw.MaxWait = cfg.MaxWait
 	gw.LeaseTTL = cfg.LeaseTTL
 }
-
