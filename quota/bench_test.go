@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/quotagate/quotagate/internal/redistest"
 )
 
 // benchBudgets are a pool and a tenant budget, as the gateway sends them,
@@ -42,7 +44,7 @@ func benchAdmitSettle(b *testing.B, s Store) {
 // BenchmarkRedisAdmitSettle is one request's store work: Admit then
 // Settle, on two budgets. roundtrips/op counts the commands sent to Redis.
 func BenchmarkRedisAdmitSettle(b *testing.B) {
-	c, prefix := newTestRedis(b)
+	c, prefix := redistest.New(b)
 	var n atomic.Int64
 	c.AddHook(countHook{&n})
 	s := NewRedisStore(c, Options{KeyPrefix: prefix})

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/quotagate/quotagate/internal/redistest"
 )
 
 // TestRedisCluster runs the shared suite through a Cluster client against
@@ -18,20 +20,20 @@ func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	redisServerBinary(t)
+	redistest.ServerBinary(t)
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
-		if requireRedis() {
+		if redistest.Required() {
 			t.Fatalf("QUOTAGATE_TEST_REQUIRE_REDIS=1 but redis-cli is not installed: %v", err)
 		}
 		t.Skip("redis-cli is not installed")
 	}
-	var nodes []*redisServer
+	var nodes []*redistest.Server
 	var addrs []string
 	for range 3 {
-		n := startRedisServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
+		n := redistest.StartServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
 		nodes = append(nodes, n)
-		addrs = append(addrs, n.addr())
+		addrs = append(addrs, n.Addr())
 	}
 	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
 	if err != nil {
@@ -47,7 +49,7 @@ func TestRedisCluster(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 
 	testStore(t, func(t *testing.T, o Options) Store {
-		o.KeyPrefix = testPrefix(t)
+		o.KeyPrefix = redistest.Prefix(t)
 		return NewRedisStore(client, o)
 	})
 

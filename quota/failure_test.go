@@ -7,14 +7,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quotagate/quotagate/internal/redistest"
 )
 
 // TestRedisFailure kills the store's redis-server: calls must fail at once
 // with ErrUnavailable rather than hang, and the same client must work again
 // once the server is back on its port.
 func TestRedisFailure(t *testing.T) {
-	srv := startRedisServer(t)
-	client, err := NewClient("redis://" + srv.addr())
+	srv := redistest.StartServer(t)
+	client, err := NewClient("redis://" + srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +26,7 @@ func TestRedisFailure(t *testing.T) {
 	b := []Budget{{Scope: "s", Tag: "pool", ID: "pool", Limits: Limits{TPM: 1000, Concurrency: 10}}}
 	before := wantAllowed(t, s, Request{Budgets: b, Tokens: 10})
 
-	srv.stop()
+	srv.Stop()
 	_, err = s.Admit(ctx, Request{Budgets: b, Tokens: 10})
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Admit with Redis down: got %v, want ErrUnavailable", err)
@@ -33,7 +35,7 @@ func TestRedisFailure(t *testing.T) {
 		t.Fatalf("Settle with Redis down: got %v, want ErrUnavailable", err)
 	}
 
-	srv.start() // same port, empty: no persistence
+	srv.Start() // same port, empty: no persistence
 	var d Decision
 	for attempt := 0; ; attempt++ {
 		// A pooled connection from before the restart may fail once.

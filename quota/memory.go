@@ -438,7 +438,12 @@ func (s *MemoryStore) Settle(ctx context.Context, l Lease, actualTokens int64) e
 	delete(tg.leases, l.ID)
 	for _, bd := range l.Budgets {
 		if bd.Limits.Concurrency > 0 {
-			delete(s.budget(l.Tag, bd.ID).conc, l.ID)
+			conc := s.budget(l.Tag, bd.ID).conc
+			if _, held := conc[l.ID]; held && l.Linger > 0 {
+				conc[l.ID] = now + l.Linger.Milliseconds() // see Lease.Linger
+			} else {
+				delete(conc, l.ID)
+			}
 		}
 	}
 	delta := actualTokens - l.Tokens

@@ -125,6 +125,12 @@ type Lease struct {
 	// milliseconds since the Unix epoch: Settle adjusts the window bucket
 	// and the day that were charged.
 	At int64
+	// Linger, when positive, makes Settle keep the concurrency slots for
+	// this long instead of releasing them at once. The gateway sets it for a
+	// request its caller abandoned mid-way: Bedrock keeps generating until
+	// it notices the closed connection, and a slot freed before then would
+	// let one more request reach an upstream still at its limit.
+	Linger time.Duration
 	// Store names the store that admitted the lease ("redis", "memory",
 	// "local"), so that a settle after a fail-open switch goes back to the
 	// counters that were charged and nothing is charged twice.

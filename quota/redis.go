@@ -269,7 +269,7 @@ func (s *RedisStore) Settle(ctx context.Context, l Lease, actualTokens int64) er
 		return nil
 	}
 	keys := make([]string, 1, 1+3*n)
-	args := make([]any, 5, 5+3*n)
+	args := make([]any, 6, 6+3*n)
 	for _, b := range l.Budgets {
 		if !isLimited(b.Limits) {
 			continue
@@ -279,7 +279,7 @@ func (s *RedisStore) Settle(ctx context.Context, l Lease, actualTokens int64) er
 		args = append(args, oneIf(b.Limits.TPM > 0 || b.Limits.RPM > 0), oneIf(b.Limits.TokensPerDay > 0), oneIf(b.Limits.Concurrency > 0))
 	}
 	keys[0] = s.keys.tag(l.Tag).leases
-	args[0], args[1], args[2], args[3], args[4] = l.ID, l.At, actualTokens-l.Tokens, s.width, s.buckets
+	args[0], args[1], args[2], args[3], args[4], args[5] = l.ID, l.At, actualTokens-l.Tokens, s.width, s.buckets, max(l.Linger.Milliseconds(), 0)
 
 	cctx, cancel := context.WithTimeout(ctx, s.set.timeout)
 	defer cancel()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/quotagate/quotagate/internal/redistest"
 )
 
 // TestRedisStoreClock runs the exact-time suite through the Lua scripts,
@@ -27,7 +29,7 @@ func TestRedisStoreClock(t *testing.T) {
 // TestRedisKeysExpire checks that every key an admission writes has a TTL,
 // so that abandoned budgets and waiters vanish by themselves.
 func TestRedisKeysExpire(t *testing.T) {
-	c, prefix := newTestRedis(t)
+	c, prefix := redistest.New(t)
 	s := NewRedisStore(c, Options{KeyPrefix: prefix, Window: 2 * time.Second, Buckets: 20})
 	ctx := context.Background()
 	b := []Budget{{Scope: "s", Tag: "pool", ID: "pool", Limits: Limits{TPM: 100, RPM: 10, Concurrency: 1, TokensPerDay: 1000}}}

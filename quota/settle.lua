@@ -7,7 +7,9 @@
 -- ARGV[1] lease id   ARGV[2] admit time (Lease.At), ms
 -- ARGV[3] delta = actual - reserved tokens
 -- ARGV[4] bucket width, ms   ARGV[5] buckets in the window
--- then per budget i, at base = 5 + 3*(i-1): window? day? concurrency? (1/0)
+-- ARGV[6] linger, ms: keep the concurrency slots this long instead of
+--         releasing them (0: release now)
+-- then per budget i, at base = 6 + 3*(i-1): window? day? concurrency? (1/0)
 --
 -- Returns 1 when the counters were adjusted, 0 when the lease was already
 -- settled (or is older than the retention of :leases): a second Settle
@@ -31,9 +33,18 @@ local function s(x) return string.format('%d', x) end
 -- The lease leaves :leases exactly once; whoever removes it adjusts the
 -- counters. This holds even when the concurrency slot already expired,
 -- which is why the slot itself cannot be the marker.
+local linger = tonumber(ARGV[6])
 local first = redis.call('ZREM', KEYS[1], lease)
 for i = 1, nb do
-  if ARGV[5 + 3 * (i - 1) + 3] == '1' then redis.call('ZREM', KEYS[1 + 3 * (i - 1) + 3], lease) end
+  if ARGV[6 + 3 * (i - 1) + 3] == '1' then
+    local ck = KEYS[1 + 3 * (i - 1) + 3]
+    if linger > 0 then
+      -- XX: only a slot still held lingers; an expired one stays gone.
+      redis.call('ZADD', ck, 'XX', s(now + linger), lease)
+    else
+      redis.call('ZREM', ck, lease)
+    end
+  end
 end
 if first == 0 or delta == 0 then return first end
 
@@ -65,7 +76,7 @@ end
 
 local today = math.floor(now / DAY)
 for i = 1, nb do
-  local k, a = 1 + 3 * (i - 1), 5 + 3 * (i - 1)
+  local k, a = 1 + 3 * (i - 1), 6 + 3 * (i - 1)
   if ARGV[a + 1] == '1' then
     -- Window: adjust the bucket that was charged while it still counts;
     -- once it has left the window only an overrun is charged, to the

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quotagate/quotagate/internal/redistest"
 )
 
 // testStore is the suite every Store implementation passes. newStore
@@ -572,7 +574,7 @@ func TestMemoryStore(t *testing.T) {
 
 func TestRedisStore(t *testing.T) {
 	testStore(t, func(t *testing.T, o Options) Store {
-		c, prefix := newTestRedis(t)
+		c, prefix := redistest.New(t)
 		o.KeyPrefix = prefix
 		return NewRedisStore(c, o)
 	})
@@ -738,6 +740,26 @@ func testStoreClock(t *testing.T, newStore func(t *testing.T, o Options) (Store,
 		wantAllowed(t, s, Request{Budgets: b, Tokens: 1, Ticket: d.Ticket})
 		if err := s.Renew(ctx, l, 0); !errors.Is(err, ErrLeaseExpired) {
 			t.Errorf("Renew of an expired, pruned lease: got %v, want ErrLeaseExpired", err)
+		}
+	})
+
+	// LingerAfterAbandon: a lease settled with Linger keeps its slot until
+	// then (the upstream may still be generating for an abandoned caller),
+	// while its tokens are settled at once.
+	t.Run("LingerAfterAbandon", func(t *testing.T) {
+		s, setNow := newStore(t, o)
+		b := []Budget{budget(t, "b", Limits{Concurrency: 1, TPM: 1000})}
+		t0 := day0.Add(time.Hour)
+		setNow(t0)
+		l := wantAllowed(t, s, Request{Budgets: b, Tokens: 500}).Lease
+		l.Linger = 300 * time.Millisecond
+		mustSettle(t, s, l, 100)
+		setNow(t0.Add(299 * time.Millisecond))
+		d := wantDenied(t, s, Request{Budgets: b, Tokens: 1}, b[0].Scope, Concurrency)
+		setNow(t0.Add(300 * time.Millisecond))
+		got := wantAllowed(t, s, Request{Budgets: b, Tokens: 1, Ticket: d.Ticket})
+		if got.RemainingTokens != 1000-100-1 {
+			t.Errorf("remaining tokens %d, want %d: the abandoned lease settled to its actual at once", got.RemainingTokens, 1000-100-1)
 		}
 	})
 

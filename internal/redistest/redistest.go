@@ -1,4 +1,8 @@
-package quota
+// Package redistest gives tests a real Redis: the shared test server with a
+// key prefix of the test's own (an embedded miniredis where none answers and
+// CI does not require one), and redis-server processes a test starts, stops
+// and restarts itself, for Cluster and failure tests.
+package redistest
 
 import (
 	"context"
@@ -27,24 +31,29 @@ import (
 
 const defaultTestRedisURL = "redis://127.0.0.1:6379"
 
-func testRedisURL() string {
+// URL is the test Redis: QUOTAGATE_TEST_REDIS_URL, else 127.0.0.1:6379.
+func URL() string {
 	if u := os.Getenv("QUOTAGATE_TEST_REDIS_URL"); u != "" {
 		return u
 	}
 	return defaultTestRedisURL
 }
 
-func requireRedis() bool { return os.Getenv("QUOTAGATE_TEST_REQUIRE_REDIS") == "1" }
+// Required reports whether a missing Redis must fail the tests (CI sets
+// QUOTAGATE_TEST_REQUIRE_REDIS=1) rather than fall back or skip.
+func Required() bool { return os.Getenv("QUOTAGATE_TEST_REQUIRE_REDIS") == "1" }
 
 var (
 	probeOnce sync.Once
 	probeErr  error
 )
 
-// redisReachable pings the test server once per test binary.
-func redisReachable() error {
+// Reachable pings the test server once per test binary and, when it does
+// not answer and Redis is not Required, says once on stderr that tests fall
+// back to an embedded miniredis.
+func Reachable() error {
 	probeOnce.Do(func() {
-		c, err := NewClient(testRedisURL())
+		c, err := client(URL())
 		if err != nil {
 			probeErr = err
 			return
@@ -53,34 +62,34 @@ func redisReachable() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		probeErr = c.Ping(ctx).Err()
-		if probeErr != nil && !requireRedis() {
-			fmt.Fprintf(os.Stderr, "quota: no redis-server at %s; using embedded miniredis\n", strings.TrimPrefix(testRedisURL(), "redis://"))
+		if probeErr != nil && !Required() {
+			fmt.Fprintf(os.Stderr, "redistest: no redis-server at %s; using embedded miniredis\n", strings.TrimPrefix(URL(), "redis://"))
 		}
 	})
 	return probeErr
 }
 
-// newTestRedis returns a client and a key prefix of this test's own; every
+// New returns a client and a key prefix of this test's own; every
 // key under the prefix is deleted when the test ends. It never flushes a
 // server: the server may be someone else's.
-func newTestRedis(t testing.TB) (redis.UniversalClient, string) {
+func New(t testing.TB) (redis.UniversalClient, string) {
 	t.Helper()
-	prefix := testPrefix(t)
-	if err := redisReachable(); err != nil {
-		if requireRedis() {
-			t.Fatalf("QUOTAGATE_TEST_REQUIRE_REDIS=1 but no redis at %s: %v", testRedisURL(), err)
+	prefix := Prefix(t)
+	if err := Reachable(); err != nil {
+		if Required() {
+			t.Fatalf("QUOTAGATE_TEST_REQUIRE_REDIS=1 but no redis at %s: %v", URL(), err)
 		}
 		m := miniredis.RunT(t)
 		c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 		t.Cleanup(func() { c.Close() })
 		return c, prefix
 	}
-	c, err := NewClient(testRedisURL())
+	c, err := client(URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		deleteByPrefix(t, c, prefix)
+		DeleteByPrefix(t, c, prefix)
 		c.Close()
 	})
 	return c, prefix
@@ -88,16 +97,16 @@ func newTestRedis(t testing.TB) (redis.UniversalClient, string) {
 
 var unsafeKeyChars = regexp.MustCompile(`[^A-Za-z0-9_./-]`)
 
-// testPrefix is "qgtest:<test name>:<random>:", safe as a SCAN pattern.
-func testPrefix(t testing.TB) string {
+// Prefix is "qgtest:<test name>:<random>:", safe as a SCAN pattern.
+func Prefix(t testing.TB) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return "qgtest:" + unsafeKeyChars.ReplaceAllString(t.Name(), "_") + ":" + hex.EncodeToString(b[:]) + ":"
 }
 
-// deleteByPrefix removes the test's keys with SCAN and DEL, one key at a
+// DeleteByPrefix removes the test's keys with SCAN and DEL, one key at a
 // time so that it works on a Cluster too.
-func deleteByPrefix(t testing.TB, c redis.UniversalClient, prefix string) {
+func DeleteByPrefix(t testing.TB, c redis.UniversalClient, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	del := func(ctx context.Context, node redis.Cmdable) error {
@@ -120,9 +129,9 @@ func deleteByPrefix(t testing.TB, c redis.UniversalClient, prefix string) {
 	}
 }
 
-// redisServer is a redis-server process a test started itself, on a free
+// Server is a redis-server process a test started itself, on a free
 // loopback port, so that it may stop and restart it.
-type redisServer struct {
+type Server struct {
 	t    testing.TB
 	port int
 	dir  string
@@ -130,13 +139,13 @@ type redisServer struct {
 	cmd  *exec.Cmd
 }
 
-// redisServerBinary returns the redis-server path, or skips the test when
+// ServerBinary returns the redis-server path, or skips the test when
 // there is none and CI does not require one.
-func redisServerBinary(t testing.TB) string {
+func ServerBinary(t testing.TB) string {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
-		if requireRedis() {
+		if Required() {
 			t.Fatalf("QUOTAGATE_TEST_REQUIRE_REDIS=1 but redis-server is not installed: %v", err)
 		}
 		t.Skip("redis-server is not installed; set QUOTAGATE_TEST_REQUIRE_REDIS=1 to make this a failure")
@@ -144,7 +153,8 @@ func redisServerBinary(t testing.TB) string {
 	return path
 }
 
-func freePort(t testing.TB) int {
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -154,29 +164,31 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startRedisServer starts redis-server on a free port with extra arguments;
+// StartServer starts redis-server on a free port with extra arguments;
 // it is killed when the test ends.
-func startRedisServer(t testing.TB, extra ...string) *redisServer {
+func StartServer(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	redisServerBinary(t)
-	s := &redisServer{t: t, port: freePort(t), dir: t.TempDir(), args: extra}
-	s.start()
-	t.Cleanup(s.stop)
+	ServerBinary(t)
+	s := &Server{t: t, port: FreePort(t), dir: t.TempDir(), args: extra}
+	s.Start()
+	t.Cleanup(s.Stop)
 	return s
 }
 
-func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-func (s *redisServer) start() {
+// Start (re)starts the server on its port, empty.
+func (s *Server) Start() {
 	s.t.Helper()
 	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log")}, s.args...)
-	s.cmd = exec.Command(redisServerBinary(s.t), args...)
+	s.cmd = exec.Command(ServerBinary(s.t), args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
 	// Wait until it answers.
-	c := redis.NewClient(&redis.Options{Addr: s.addr(), MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -188,18 +200,42 @@ func (s *redisServer) start() {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server on %s did not answer: %v\n%s", s.addr(), err, log)
+			s.t.Fatalf("redis-server on %s did not answer: %v\n%s", s.Addr(), err, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// stop kills the server, as a crash would, and reaps it.
-func (s *redisServer) stop() {
+// Stop kills the server, as a crash would, and reaps it.
+func (s *Server) Stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// client opens the test server; QUOTAGATE_TEST_REDIS_URL takes redis:// and
+// rediss:// forms.
+func client(url string) (redis.UniversalClient, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	o.ContextTimeoutEnabled = true
+	return redis.NewClient(o), nil
+}
+
+// ServerAddr returns the host:port of a Redis that another process can use,
+// with a key prefix of the test's own (cleaned up at the end): the shared
+// test server, or an embedded miniredis listening on loopback.
+func ServerAddr(t testing.TB) (addr, prefix string) {
+	t.Helper()
+	c, prefix := New(t)
+	if rc, ok := c.(*redis.Client); ok {
+		return rc.Options().Addr, prefix
+	}
+	t.Fatalf("redistest: test server is not a single node")
+	return "", ""
 }
