@@ -28,6 +28,12 @@ const (
 	maxPoll = time.Second
 	// settleTimeout bounds the settle round trip after the response ended.
 	settleTimeout = 2 * time.Second
+	// abandonLinger is how long the concurrency slot of an upstream call
+	// that was cut short stays taken. Bedrock stops generating only when it
+	// notices the closed connection (milliseconds later); freeing the slot
+	// at once let the next request reach an upstream still at its limit
+	// (found by the e2e accuracy proof).
+	abandonLinger = 2 * time.Second
 )
 
 // budgetPlan is what admission decided to charge for one request.
@@ -222,6 +228,9 @@ func (g *Gateway) settle(ctx context.Context, ex *exchange) {
 	}
 	actual := g.actualTokens(ex)
 	ex.charged = actual
+	if ex.upstreamCalled && !ex.completed && ex.upstreamStatus < 300 {
+		ex.lease.Linger = abandonLinger
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	t0 := time.Now()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -133,12 +134,12 @@ func TestReservationLargerThanBudget(t *testing.T) {
 // waits for the window to free instead of failing.
 func TestWaitsForBudget(t *testing.T) {
 	h := newHarness(t, harnessOptions{budgets: "models:\n  " + haiku + ":\n    rpm: 2\n", window: 2 * time.Second, maxWait: 10 * time.Second})
-	for i := range 3 {
-		defer h.waitLogs(t, i+1)
+	for range 3 {
 		if resp := h.post(t, haikuPath+"/converse", "application/json", []byte(converseBody(10))); resp.StatusCode != 200 {
 			t.Fatalf("status %d, want 200 after waiting", resp.StatusCode)
 		}
 	}
+	h.waitLogs(t, 3) // each line is written after its response
 	var waited bool
 	for _, l := range h.logLines(t) {
 		if _, ok := l["quota_wait_ms"]; ok {
@@ -153,7 +154,9 @@ func TestWaitsForBudget(t *testing.T) {
 // TestLeaseReleasedOnEveryPath: concurrency 1, and the slot comes back after
 // success, an upstream error, a client cancel mid-stream and a bad request.
 func TestLeaseReleasedOnEveryPath(t *testing.T) {
-	h := newHarness(t, harnessOptions{budgets: "models:\n  " + haiku + ":\n    concurrency: 1\n    tpm: 100000\n"})
+	// A wait lets the request after a cancelled stream wait out the slot's
+	// linger (the upstream may still be generating for a while).
+	h := newHarness(t, harnessOptions{budgets: "models:\n  " + haiku + ":\n    concurrency: 1\n    tpm: 100000\n", maxWait: 10 * time.Second})
 	ctx := testContext(t)
 	next := func(step string) {
 		t.Helper()
@@ -176,8 +179,13 @@ func TestLeaseReleasedOnEveryPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-out.GetStream().Events()
-	// While the stream holds the slot, another request is throttled.
-	_, err = h.client.Converse(ctx, converseInput(haiku))
+	// While the stream holds the slot, another request is throttled: sent
+	// to a second replica on the same store that does not wait.
+	impatient := *h.gateway
+	impatient.MaxWait = 0
+	replica := httptest.NewServer(&impatient)
+	defer replica.Close()
+	_, err = newClient(replica.URL).Converse(ctx, converseInput(haiku))
 	var te *types.ThrottlingException
 	if !errors.As(err, &te) {
 		t.Errorf("second concurrent request: got %v, want ThrottlingException (concurrency 1)", err)
