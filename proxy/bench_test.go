@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/quotagate/quotagate/internal/redistest"
+	"github.com/quotagate/quotagate/quota"
 )
 
 // BenchmarkProxy measures one Converse round trip through the gateway to a
@@ -41,4 +44,13 @@ func BenchmarkProxy(b *testing.B) {
 	}
 	b.Run("direct", func(b *testing.B) { run(b, direct.RoundTrip, h.upstream.URL) })
 	b.Run("gateway", func(b *testing.B) { run(b, client.Do, h.front.URL) })
+
+	// With budgets: one admission and one settle per request, in memory and
+	// in a real Redis (two round trips).
+	const budgets = "models:\n  " + haiku + ":\n    tpm: 1000000000\n    rpm: 100000000\n    concurrency: 100000\n"
+	mem := newHarness(b, harnessOptions{budgets: budgets})
+	b.Run("gateway+budgets/memory", func(b *testing.B) { run(b, client.Do, mem.front.URL) })
+	rc, prefix := redistest.New(b)
+	red := newHarness(b, harnessOptions{budgets: budgets, store: quota.NewRedisStore(rc, quota.Options{KeyPrefix: prefix})})
+	b.Run("gateway+budgets/redis", func(b *testing.B) { run(b, client.Do, red.front.URL) })
 }
