@@ -37,43 +37,12 @@ local DAY = 86400000
 local day = math.floor(now / DAY)
 local leasesKey, ticketsKey, infoKey = KEYS[1], KEYS[2], KEYS[3]
 
--- Integers are formatted here: Redis formats Lua numbers in the shortest
--- form, e.g. 1e+08, which HINCRBY and PEXPIRE reject.
-local function s(x) return string.format('%d', x) end
 
 -- extend sets a key's TTL to at least ms.
 local function extend(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, s(ms)) end
 end
 
--- advance drops the buckets that left the window ending at the current
--- bucket and returns the oldest bucket kept (lo) and the sums T and R. The
--- current bucket is then lo + N. If the clock went back, the window does not.
-local function advance(wk)
-  local h = redis.call('HMGET', wk, 'lo', 'T', 'R')
-  local newlo = math.floor(now / width) - N
-  local lo = tonumber(h[1])
-  if lo == nil then return newlo, 0, 0 end
-  local T, R = tonumber(h[2]) or 0, tonumber(h[3]) or 0
-  if newlo <= lo then return lo, T, R end
-  if newlo - lo > N then
-    redis.call('DEL', wk)
-    return newlo, 0, 0
-  end
-  local f = {}
-  for b = lo, newlo - 1 do
-    f[#f + 1] = 't' .. s(b)
-    f[#f + 1] = 'r' .. s(b)
-  end
-  local v = redis.call('HMGET', wk, unpack(f))
-  for j = 1, #f, 2 do
-    T = T - (tonumber(v[j]) or 0)
-    R = R - (tonumber(v[j + 1]) or 0)
-  end
-  redis.call('HDEL', wk, unpack(f))
-  redis.call('HSET', wk, 'lo', s(newlo), 'T', s(T), 'R', s(R))
-  return newlo, T, R
-end
 
 -- retryWindow is how long until enough of the oldest buckets leave the
 -- window for need more to fit under limit: dropping the k oldest buckets
@@ -141,7 +110,7 @@ for i = 1, nb do
     conc = tonumber(ARGV[a + 3]), tpd = tonumber(ARGV[a + 4]),
     T = 0, R = 0, used = 0, n = 0,
   }
-  if b.tpm > 0 or b.rpm > 0 then b.lo, b.T, b.R = advance(b.wk) end
+  if b.tpm > 0 or b.rpm > 0 then b.lo, b.T, b.R = advance(b.wk, now, width, N) end
   if b.tpd > 0 then
     local h = redis.call('HMGET', b.dk, 'day', 'n')
     if tonumber(h[1]) == day then b.used = tonumber(h[2]) or 0 end

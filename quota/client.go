@@ -51,43 +51,38 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("quota: redis URL %q: %w", redact(rawURL), err)
 		}
-		o.DialTimeout = orDefault(o.DialTimeout, defaultDialTimeout)
-		o.ReadTimeout = orDefault(o.ReadTimeout, defaultIOTimeout)
-		o.WriteTimeout = orDefault(o.WriteTimeout, defaultIOTimeout)
-		o.PoolTimeout = orDefault(o.PoolTimeout, defaultPoolTimeout)
-		o.ContextTimeoutEnabled = true
+		shortTimeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.ContextTimeoutEnabled)
 		return redis.NewClient(o), nil
 	case "redis+cluster", "rediss+cluster":
 		o, err := parseCluster(strings.TrimSuffix(scheme, "+cluster"), rest)
 		if err != nil {
 			return nil, fmt.Errorf("quota: redis URL %q: %w", redact(rawURL), err)
 		}
-		o.DialTimeout = orDefault(o.DialTimeout, defaultDialTimeout)
-		o.ReadTimeout = orDefault(o.ReadTimeout, defaultIOTimeout)
-		o.WriteTimeout = orDefault(o.WriteTimeout, defaultIOTimeout)
-		o.PoolTimeout = orDefault(o.PoolTimeout, defaultPoolTimeout)
-		o.ContextTimeoutEnabled = true
+		shortTimeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.ContextTimeoutEnabled)
 		return redis.NewClusterClient(o), nil
 	case "redis+sentinel", "rediss+sentinel":
 		o, err := parseSentinel(strings.TrimSuffix(scheme, "+sentinel"), rest)
 		if err != nil {
 			return nil, fmt.Errorf("quota: redis URL %q: %w", redact(rawURL), err)
 		}
-		o.DialTimeout = orDefault(o.DialTimeout, defaultDialTimeout)
-		o.ReadTimeout = orDefault(o.ReadTimeout, defaultIOTimeout)
-		o.WriteTimeout = orDefault(o.WriteTimeout, defaultIOTimeout)
-		o.PoolTimeout = orDefault(o.PoolTimeout, defaultPoolTimeout)
-		o.ContextTimeoutEnabled = true
+		shortTimeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.ContextTimeoutEnabled)
 		return redis.NewFailoverClient(o), nil
 	}
 	return nil, fmt.Errorf("quota: redis URL %q: unknown scheme %q: want redis, rediss, unix, redis+cluster, rediss+cluster, redis+sentinel or rediss+sentinel", redact(rawURL), scheme)
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
+// shortTimeouts applies the defaults above to the timeouts a URL left
+// unset, for whichever go-redis options type the URL produced.
+func shortTimeouts(dial, read, write, pool *time.Duration, contextTimeout *bool) {
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{dial, defaultDialTimeout}, {read, defaultIOTimeout}, {write, defaultIOTimeout}, {pool, defaultPoolTimeout}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
-	return d
+	*contextTimeout = true
 }
 
 // multiHost splits the part of a URL after "scheme://" into its user

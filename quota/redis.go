@@ -90,6 +90,8 @@ import (
 var ErrUnavailable = errors.New("budget store unavailable")
 
 var (
+	//go:embed window.lua
+	windowLua string
 	//go:embed admit.lua
 	admitLua string
 	//go:embed settle.lua
@@ -102,8 +104,8 @@ var (
 	// redis.Script runs EVALSHA and falls back to EVAL (which also caches
 	// the script) when the server answers NOSCRIPT: one round trip in the
 	// steady state, two once per node after a restart or SCRIPT FLUSH.
-	admitScript  = redis.NewScript(admitLua)
-	settleScript = redis.NewScript(settleLua)
+	admitScript  = redis.NewScript(windowLua + admitLua)
+	settleScript = redis.NewScript(windowLua + settleLua)
 	renewScript  = redis.NewScript(renewLua)
 	cancelScript = redis.NewScript(cancelLua)
 )

@@ -28,7 +28,6 @@ local N = tonumber(ARGV[5])
 local DAY = 86400000
 local nb = (#KEYS - 1) / 3
 
-local function s(x) return string.format('%d', x) end
 
 -- The lease leaves :leases exactly once; whoever removes it adjusts the
 -- counters. This holds even when the concurrency slot already expired,
@@ -48,31 +47,6 @@ for i = 1, nb do
 end
 if first == 0 or delta == 0 then return first end
 
--- advance is admit.lua's: drop the buckets that left the window.
-local function advance(wk)
-  local h = redis.call('HMGET', wk, 'lo', 'T', 'R')
-  local newlo = math.floor(now / width) - N
-  local lo = tonumber(h[1])
-  if lo == nil then return newlo, 0, 0 end
-  local T, R = tonumber(h[2]) or 0, tonumber(h[3]) or 0
-  if newlo <= lo then return lo, T, R end
-  if newlo - lo > N then
-    redis.call('DEL', wk)
-    return newlo, 0, 0
-  end
-  local f = {}
-  for b = lo, newlo - 1 do
-    f[#f + 1] = 't' .. s(b)
-    f[#f + 1] = 'r' .. s(b)
-  end
-  local v = redis.call('HMGET', wk, unpack(f))
-  for j = 1, #f, 2 do
-    T = T - (tonumber(v[j]) or 0)
-    R = R - (tonumber(v[j + 1]) or 0)
-  end
-  redis.call('HDEL', wk, unpack(f))
-  return newlo, T, R
-end
 
 local today = math.floor(now / DAY)
 for i = 1, nb do
@@ -82,7 +56,7 @@ for i = 1, nb do
     -- once it has left the window only an overrun is charged, to the
     -- current bucket, since a refund there would free capacity twice.
     local wk = KEYS[k + 1]
-    local lo, T, R = advance(wk)
+    local lo, T, R = advance(wk, now, width, N)
     local c = lo + N
     local b = math.min(math.floor(at / width), c)
     if b < lo then b = (delta > 0) and c or nil end
