@@ -211,3 +211,25 @@ func blockTokens(raw json.RawMessage) int {
 	}
 	return textTokens(string(raw))
 }
+
+// parsePrompt parses the plain prompt-completion body shared by several
+// families ({"prompt": ..., <maxField>: n, ...}), with def as the family's
+// documented default for maxField.
+func parsePrompt(body []byte, maxField string, def int) (*nativeRequest, *bedrock.Error) {
+	o, err := decodeObject(body)
+	if err != nil {
+		return nil, err
+	}
+	prompt, err := o.str("prompt", true)
+	if err != nil {
+		return nil, err
+	}
+	maxTokens, ok, err := o.integer(maxField, 1)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		maxTokens = def
+	}
+	return &nativeRequest{inputTokens: textTokens(prompt) + promptOverhead, maxTokens: maxTokens, api: apiText, prompt: prompt}, nil
+}

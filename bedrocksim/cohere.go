@@ -20,22 +20,7 @@ const cohereMaxTokens = 20
 func (cohere) converseMaxTokens() int { return cohereMaxTokens }
 
 func (cohere) parse(_ string, body []byte) (*nativeRequest, *bedrock.Error) {
-	o, err := decodeObject(body)
-	if err != nil {
-		return nil, err
-	}
-	prompt, err := o.str("prompt", true)
-	if err != nil {
-		return nil, err
-	}
-	maxTokens, ok, err := o.integer("max_tokens", 1)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		maxTokens = cohereMaxTokens
-	}
-	return &nativeRequest{inputTokens: textTokens(prompt) + promptOverhead, maxTokens: maxTokens, api: apiText, prompt: prompt}, nil
+	return parsePrompt(body, "max_tokens", cohereMaxTokens)
 }
 
 func cohereFinish(g *generation) string {

@@ -14,22 +14,7 @@ const llamaMaxGenLen = 512
 func (llama) converseMaxTokens() int { return llamaMaxGenLen }
 
 func (llama) parse(_ string, body []byte) (*nativeRequest, *bedrock.Error) {
-	o, err := decodeObject(body)
-	if err != nil {
-		return nil, err
-	}
-	prompt, err := o.str("prompt", true)
-	if err != nil {
-		return nil, err
-	}
-	maxTokens, ok, err := o.integer("max_gen_len", 1)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		maxTokens = llamaMaxGenLen
-	}
-	return &nativeRequest{inputTokens: textTokens(prompt) + promptOverhead, maxTokens: maxTokens, api: apiText}, nil
+	return parsePrompt(body, "max_gen_len", llamaMaxGenLen)
 }
 
 func llamaStop(g *generation) string {
