@@ -155,6 +155,9 @@ func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget) 
 		return budgetPlan{}, fmt.Errorf("%w: the input is about %d tokens; the limit for %s is %d", errOverCap, input, ex.route.ModelID, mb.MaxInputTokens)
 	}
 	ex.estInput = input
+	if r := mb.Reservation(input, maxOut); r > quota.MaxTokens {
+		return budgetPlan{}, fmt.Errorf("%w: the request reserves %d tokens; lower max tokens", errOverCap, r)
+	}
 	return budgetPlan{
 		model:    mb,
 		reserved: mb.Reservation(input, maxOut),
@@ -228,7 +231,7 @@ func (g *Gateway) settle(ctx context.Context, ex *exchange) {
 	}
 	actual := g.actualTokens(ex)
 	ex.charged = actual
-	if ex.upstreamCalled && !ex.completed && ex.upstreamStatus < 300 {
+	if ex.requestWritten.Load() && !ex.completed && !ex.upstreamEnded && ex.upstreamStatus < 300 {
 		ex.lease.Linger = abandonLinger
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
@@ -255,8 +258,8 @@ func (g *Gateway) actualTokens(ex *exchange) int64 {
 	case ex.usage.Known && ex.completed:
 		burn := max(ex.plan.model.OutputBurndown, 1)
 		return int64(ex.usage.InputTokens+ex.usage.CacheWriteInputTokens) + int64(math.Ceil(float64(ex.usage.OutputTokens)*burn))
-	case !ex.upstreamCalled:
-		return 0
+	case !ex.requestWritten.Load():
+		return 0 // never reached Bedrock
 	case ex.upstreamStatus >= 300:
 		return 0
 	default:

@@ -207,3 +207,35 @@ func TestLeaseReleasedOnEveryPath(t *testing.T) {
 	}
 	next("client cancel")
 }
+
+// TestChargeByHowFarTheRequestGot: a request that never reached Bedrock
+// costs nothing; a stream Bedrock ended with an exception costs its whole
+// reservation, since it may have generated more than it reported.
+func TestChargeByHowFarTheRequestGot(t *testing.T) {
+	const budgets = "models:\n  " + haiku + ":\n    tpm: 100000\n"
+	dead := newHarness(t, harnessOptions{budgets: budgets, upstreamURL: "http://127.0.0.1:1"})
+	resp := dead.post(t, haikuPath+"/converse", "application/json", []byte(converseBody(4000)))
+	checkBedrockError(t, resp, http.StatusBadGateway, bedrock.ServiceUnavailable)
+	dead.waitLogs(t, 1)
+	if line := dead.logLines(t)[0]; intField(line, "charged_tokens") != 0 || intField(line, "reserved_tokens") < 4000 {
+		t.Errorf("unreachable upstream: reserved %d charged %d, want the reservation refunded in full", intField(line, "reserved_tokens"), intField(line, "charged_tokens"))
+	}
+
+	h := newHarness(t, harnessOptions{budgets: budgets})
+	h.sim.InjectFault(bedrocksim.Fault{Model: haiku, Kind: bedrocksim.FaultStreamError, AfterEvents: 2})
+	out, err := h.client.ConverseStream(testContext(t), &bedrockruntime.ConverseStreamInput{ModelId: aws.String(haiku), Messages: converseInput("").Messages,
+		InferenceConfig: &types.InferenceConfiguration{MaxTokens: aws.Int32(500)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range out.GetStream().Events() {
+	}
+	var mse *types.ModelStreamErrorException
+	if err := out.GetStream().Err(); !errors.As(err, &mse) {
+		t.Fatalf("got %v, want *types.ModelStreamErrorException", err)
+	}
+	h.waitLogs(t, 1)
+	if line := h.logLines(t)[0]; intField(line, "charged_tokens") != intField(line, "reserved_tokens") {
+		t.Errorf("stream ended by an exception: reserved %d charged %d, want all of it", intField(line, "reserved_tokens"), intField(line, "charged_tokens"))
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/quotagate/quotagate/bedrock"
 	"github.com/quotagate/quotagate/tokens"
@@ -23,14 +24,17 @@ import (
 // for some models only; a model that answers with an error is not asked
 // again, and the calibrated estimate is used for it.
 func NewCountTokens(upstream *url.URL, transport http.RoundTripper) func(context.Context, bedrock.Route, []byte) (int, error) {
-	var unsupported sync.Map // model id -> struct{}
+	var unsupported sync.Map // model id -> time.Time when to ask again
 	return func(ctx context.Context, route bedrock.Route, body []byte) (int, error) {
 		if route.Operation == bedrock.CountTokens {
 			return 0, fmt.Errorf("%w: already a CountTokens call", errInternal)
 		}
-		if _, ok := unsupported.Load(route.ModelID); ok {
+		if until, ok := unsupported.Load(route.ModelID); ok && time.Now().Before(until.(time.Time)) {
 			return 0, fmt.Errorf("%w: CountTokens unsupported for %s", errInternal, route.ModelID)
 		}
+		// It runs before every admission: a slow answer must cost little.
+		ctx, cancel := context.WithTimeout(ctx, countTokensTimeout)
+		defer cancel()
 		in, err := countTokensBody(route, body)
 		if err != nil {
 			return 0, err
@@ -53,8 +57,10 @@ func NewCountTokens(upstream *url.URL, transport http.RoundTripper) func(context
 			return 0, fmt.Errorf("%w: %w", errUpstreamFailed, err)
 		}
 		if resp.StatusCode != http.StatusOK {
+			// A refusal (an unsupported model, most likely) is remembered
+			// for a while, not for ever: it may have been this body's fault.
 			if resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
-				unsupported.Store(route.ModelID, struct{}{})
+				unsupported.Store(route.ModelID, time.Now().Add(unsupportedFor))
 			}
 			return 0, fmt.Errorf("%w: CountTokens answered %d %s", errUpstreamFailed, resp.StatusCode, upstreamErrorType(resp.Header))
 		}
@@ -65,6 +71,13 @@ func NewCountTokens(upstream *url.URL, transport http.RoundTripper) func(context
 		return u2.InputTokens, nil
 	}
 }
+
+// countTokensTimeout bounds the CountTokens call; unsupportedFor is how long
+// a model that refused it is not asked again.
+const (
+	countTokensTimeout = 5 * time.Second
+	unsupportedFor     = 10 * time.Minute
+)
 
 // countTokensBody wraps a request body the way CountTokens takes it: a
 // native body as a base64 blob, or the Converse fields that carry input.

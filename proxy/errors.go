@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/quotagate/quotagate/bedrock"
+	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/tokens"
 )
 
@@ -26,6 +27,7 @@ var (
 	errThrottled         = errors.New("budget exhausted")
 	errOverCap           = errors.New("over a per-request limit")
 	errBudgetStore       = errors.New("budget store unavailable")
+	errClientBody        = errors.New("unreadable request body")
 )
 
 // bedrockError maps any error the gateway produces to what the caller sees.
@@ -45,6 +47,10 @@ func bedrockError(err error) *bedrock.Error {
 	}
 	switch {
 	case errors.Is(err, errOverCap):
+		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
+	case errors.Is(err, quota.ErrInvalid):
+		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
+	case errors.Is(err, errClientBody):
 		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
 	case errors.Is(err, errBudgetStore):
 		return &bedrock.Error{Type: bedrock.ServiceUnavailable, Message: "The gateway cannot reach its budget store right now. Try again later."}

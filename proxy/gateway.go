@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -101,7 +103,9 @@ type exchange struct {
 	waited         time.Duration
 	stopRenewal    func()
 	upstreamCalled bool
+	requestWritten atomic.Bool // set by the transport's goroutine
 	upstreamStatus int
+	upstreamEnded  bool // Bedrock closed the stream (after its last event or an exception)
 	completed      bool // the whole response reached the caller
 }
 
@@ -118,7 +122,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(p)
 			}
 			g.logger().ErrorContext(ctx, "panic serving request", "request_id", ex.id, "panic", fmt.Sprint(p))
-			g.fail(w, ex, fmt.Errorf("%w: panic", errInternal))
+			err := fmt.Errorf("%w: panic", errInternal)
+			if !ex.wroteHeader {
+				g.fail(w, ex, err)
+				return
+			}
+			// A response is under way: never let it look complete. A
+			// stream gets an exception event; a plain body is cut, which
+			// the caller's HTTP client reports as an error. The deferred
+			// finish still settles first.
+			if ex.route.Operation.Streaming() {
+				g.breakStream(w, http.NewResponseController(w), ex, err)
+				return
+			}
+			ex.err = err
+			panic(http.ErrAbortHandler)
 		}
 	}()
 
@@ -166,7 +184,7 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 	}
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading request body: %w", errUpstreamFailed, err)
+		return nil, fmt.Errorf("%w: reading the request body: %w", errClientBody, err)
 	}
 	if n > limit {
 		return nil, fmt.Errorf("%w: the body is over the %d byte limit", errBodyTooLarge, limit)
@@ -200,6 +218,12 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ex *exchange, 
 		return
 	}
 	ex.upstreamCalled = true
+	// Whether the request left this process decides what a failure costs:
+	// a request never written (no credentials, a refused dial) cannot have
+	// been served, so it is charged nothing.
+	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) { ex.requestWritten.Store(info.Err == nil) },
+	}))
 	resp, err := g.transport().RoundTrip(out)
 	ex.upstreamDur = time.Since(ex.start)
 	if err != nil {

@@ -37,7 +37,11 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, ex *exchan
 	for {
 		frame, err := frames.Next()
 		if errors.Is(err, io.EOF) {
-			ex.completed = true
+			// Complete only without an exception: a stream Bedrock ended
+			// with one may have generated more than its usage events told,
+			// so it is charged as if cut short.
+			ex.upstreamEnded = true
+			ex.completed = ex.errType == ""
 			return
 		}
 		if err != nil {

@@ -37,6 +37,14 @@ local DAY = 86400000
 local day = math.floor(now / DAY)
 local leasesKey, ticketsKey, infoKey = KEYS[1], KEYS[2], KEYS[3]
 
+-- A lease id that is already recorded was admitted by an earlier run of
+-- this same call (go-redis resends a command whose reply was lost): answer
+-- as then, with its admit time, and charge nothing twice.
+local seen = redis.call('ZSCORE', leasesKey, lease)
+if seen then
+  return {1, 0, '', 0, -1, -1, 0, tonumber(seen), ''}
+end
+
 
 -- extend sets a key's TTL to at least ms.
 local function extend(key, ms)

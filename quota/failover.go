@@ -34,7 +34,7 @@ const (
 // shared store answers, every call goes to it. The first call that fails
 // with ErrUnavailable switches this replica to degraded mode at once; a
 // probe then checks the shared store every ProbeInterval and switches back
-// as soon as it answers. Each lease is settled by the store that admitted it
+// after several good probes in a row. Each lease is settled by the store that admitted it
 // (Lease.Store), so nothing is charged twice across a switch: a lease the
 // shared store admitted stays charged there (conservative) if it cannot be
 // settled while Redis is away, and its concurrency slot expires by TTL.
@@ -49,7 +49,9 @@ type Failover struct {
 	// Replicas is how many gateway replicas share the budgets; fail-open
 	// holds each to 1/Replicas of every limit. Zero means 1.
 	Replicas int
-	// Probe checks the shared store, e.g. a Redis PING.
+	// Probe checks the shared store. It should write (e.g. a SET with a
+	// short expiry), since a Redis that answers PING may still refuse
+	// writes (a read-only replica after a failover, out of memory).
 	Probe func(ctx context.Context) error
 	// ProbeInterval is how often a degraded replica probes; zero means 250ms.
 	ProbeInterval time.Duration
@@ -141,6 +143,10 @@ func (f *Failover) Cancel(ctx context.Context, tag, ticket string) error {
 	return f.Shared.Cancel(ctx, tag, ticket)
 }
 
+// probesToRecover is how many consecutive good probes switch a degraded
+// replica back to the shared store.
+const probesToRecover = 3
+
 // Run probes the shared store while degraded and switches back when it
 // answers. It returns when ctx ends; the caller owns it as a goroutine.
 func (f *Failover) Run(ctx context.Context) {
@@ -150,6 +156,7 @@ func (f *Failover) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	ok := 0 // consecutive good probes
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,12 +164,21 @@ func (f *Failover) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		if !f.degraded.Load() || f.Probe == nil {
+			ok = 0
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, interval)
 		err := f.Probe(pctx)
 		cancel()
-		if err == nil {
+		if err != nil {
+			ok = 0
+			continue
+		}
+		// Several good probes in a row before switching back, so that a
+		// Redis that answers now and then does not flip the replica
+		// between policies every interval.
+		if ok++; ok >= probesToRecover {
+			ok = 0
 			f.setDegraded(false, nil)
 		}
 	}

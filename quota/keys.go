@@ -1,5 +1,7 @@
 package quota
 
+import "strings"
+
 import "sync"
 
 // The Redis key layout. Every key of one admission carries the hash tag
@@ -42,14 +44,14 @@ const (
 type budgetKeys [keysPerBudget]string
 
 func makeBudgetKeys(prefix, tag, id string) budgetKeys {
-	base := prefix + "{" + tag + "}:" + id + ":"
+	base := prefix + "{" + hashTag(tag) + "}:" + id + ":"
 	return budgetKeys{base + "w", base + "d", base + "c", base + "q"}
 }
 
 type tagKeys struct{ leases, tickets, ticketInfo string }
 
 func makeTagKeys(prefix, tag string) tagKeys {
-	base := prefix + "{" + tag + "}:"
+	base := prefix + "{" + hashTag(tag) + "}:"
 	return tagKeys{base + "leases", base + "tickets", base + "ticketinfo"}
 }
 
@@ -104,3 +106,12 @@ func (c *keyCache) tag(tag string) tagKeys {
 	c.mu.Unlock()
 	return v
 }
+
+// tagEscaper keeps a tag's braces out of the key. Redis Cluster hashes only
+// what stands between the first '{' and the next '}'; a tag that is a
+// caller's model id (a pool per requested id) could otherwise end the tag
+// early ("}x" gives "{}x}") and scatter one admission's keys over several
+// slots (CROSSSLOT). Percent-escaping keeps keys readable.
+var tagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+
+func hashTag(tag string) string { return tagEscaper.Replace(tag) }

@@ -136,9 +136,19 @@ func isLimited(l Limits) bool {
 // check validates a request before any store work: every budget of one
 // request must share a non-empty Tag, since one script touches all their
 // keys and a Redis Cluster runs a script on one hash slot only.
+// MaxTokens bounds one reservation. Counters are summed in Lua, where
+// numbers are doubles: beyond 2^53 they lose precision, and HINCRBY
+// overflows at 2^63. No real request comes near it.
+const MaxTokens = 1 << 53
+
+// ErrInvalid is wrapped by errors a request causes itself (a reservation out
+// of range, a budget without a tag). They say nothing about the store's
+// health, so a Failover never switches on them.
+var ErrInvalid = errors.New("invalid budget request")
+
 func (r Request) check() error {
-	if r.Tokens < 0 {
-		return fmt.Errorf("quota: negative reservation %d", r.Tokens)
+	if r.Tokens < 0 || r.Tokens > MaxTokens {
+		return fmt.Errorf("%w: reservation %d is outside 0..%d", ErrInvalid, r.Tokens, int64(MaxTokens))
 	}
 	first := -1
 	for i, b := range r.Budgets {
@@ -146,14 +156,14 @@ func (r Request) check() error {
 			continue
 		}
 		if b.Tag == "" {
-			return fmt.Errorf("quota: budget %q has no Tag", b.Scope)
+			return fmt.Errorf("%w: budget %q has no Tag", ErrInvalid, b.Scope)
 		}
 		if first < 0 {
 			first = i
 			continue
 		}
 		if f := r.Budgets[first]; b.Tag != f.Tag {
-			return fmt.Errorf("quota: budgets %q and %q of one request have different tags (%q, %q); split it into one request per tag",
+			return fmt.Errorf("%w: budgets %q and %q of one request have different tags (%q, %q); split it into one request per tag", ErrInvalid,
 				f.Scope, b.Scope, f.Tag, b.Tag)
 		}
 	}

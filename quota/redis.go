@@ -76,6 +76,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -343,5 +344,27 @@ func (s *RedisStore) fail(ctx context.Context, op string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("quota: redis %s: %w", op, cerr)
 	}
+	if !unavailable(err) {
+		// Redis answered, with an error about this call (a script error,
+		// CROSSSLOT, an overflow): the store is healthy, the request is not.
+		return fmt.Errorf("quota: redis %s: %w: %w", op, ErrInvalid, err)
+	}
 	return fmt.Errorf("quota: redis %s: %w: %w", op, ErrUnavailable, err)
+}
+
+// unavailable tells an unhealthy store (no answer, a timeout, or a server
+// that cannot serve right now: loading, failing over, read-only replica,
+// out of memory, cluster down) from an error reply about one call.
+func unavailable(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return true // network error, timeout, closed client, pool exhausted
+	}
+	msg := rerr.Error()
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "OOM", "BUSY", "NOREPLICAS", "MOVED", "ASK"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }

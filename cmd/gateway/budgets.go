@@ -70,7 +70,11 @@ func newBudgets(cfg Config, demo bool, metrics *proxy.Metrics, log *slog.Logger)
 		Local:    local,
 		Policy:   b.policy,
 		Replicas: cfg.Replicas,
-		Probe:    func(ctx context.Context) error { return client.Ping(ctx).Err() },
+		// A write, not a PING: a replica that became read-only after a
+		// failover answers PING but cannot admit.
+		Probe: func(ctx context.Context) error {
+			return client.Set(ctx, cfg.RedisPrefix+"probe", "1", time.Second).Err()
+		},
 		Logger:   log,
 		OnSwitch: metrics.FailoverSwitched,
 	}

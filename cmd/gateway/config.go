@@ -133,6 +133,12 @@ func (c Config) validate() []error {
 	if c.BudgetWindow < time.Second {
 		bad("QUOTAGATE_BUDGET_WINDOW=%s: must be at least 1s", c.BudgetWindow)
 	}
+	if strings.ContainsAny(c.RedisPrefix, "{}") {
+		bad("QUOTAGATE_REDIS_PREFIX=%q: must not contain { or }, which would change the keys' Cluster hash slot", c.RedisPrefix)
+	}
+	if c.RedisURL != "" && c.BudgetsFile == "" {
+		bad("QUOTAGATE_REDIS_URL is set but QUOTAGATE_CONFIG is not: without a budgets file Redis would go unused")
+	}
 	if c.RedisURL != "" {
 		if client, err := quota.NewClient(c.RedisURL); err != nil {
 			bad("QUOTAGATE_REDIS_URL: %v", err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -127,6 +128,9 @@ type server struct {
 	cfg      Config
 	log      *slog.Logger
 	draining atomic.Bool
+	// inflight counts running handlers, so that a drain that ran out of
+	// time still waits for the cancelled ones to settle their budgets.
+	inflight sync.WaitGroup
 	metrics  http.Handler // Prometheus; nil: no /metrics
 	budgets  *budgets     // nil: no budgets
 	// cancel ends every in-flight request when the drain timeout runs out.
@@ -139,6 +143,8 @@ func newServer(cfg Config, gw http.Handler, up upstream, log *slog.Logger) *serv
 	s.base, s.cancel = context.WithCancel(context.Background())
 	traced := telemetry.ServerHandler(gw, proxy.SpanName)
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
 		// A switch rather than http.ServeMux: the mux would clean and
 		// redirect paths, and Bedrock routes must be matched on the raw,
 		// escaped path (model ARNs carry %2F).
@@ -221,6 +227,15 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 		s.log.Warn("drain timeout: cancelling in-flight requests")
 		s.cancel()
 		err = s.http.Close()
+		// Cancelled handlers still settle (with a timeout of their own);
+		// wait for them, boundedly, before the budget store is closed.
+		settled := make(chan struct{})
+		go func() { s.inflight.Wait(); close(settled) }()
+		select {
+		case <-settled:
+		case <-time.After(5 * time.Second):
+			s.log.Warn("handlers still running after the drain; their leases expire by TTL")
+		}
 	}
 	s.cancel()
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

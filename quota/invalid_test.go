@@ -1,0 +1,72 @@
+package quota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotagate/quotagate/internal/redistest"
+)
+
+// TestTagBracesStayInside: a tag is a caller's model id, which may hold
+// braces; they must not end the hash tag early and scatter the keys.
+func TestTagBracesStayInside(t *testing.T) {
+	for _, tag := range []string{"}evil", "a}b{c", "{x}", "100%"} {
+		k := makeBudgetKeys("qg:", tag, "pool")
+		for _, key := range []string{k[keyWindow], k[keyConc], makeTagKeys("qg:", tag).leases} {
+			open := strings.IndexByte(key, '{')
+			end := strings.IndexByte(key[open:], '}') + open
+			if got := key[open+1 : end]; got != hashTag(tag) || strings.ContainsAny(got, "{}") {
+				t.Errorf("key %q: hash tag %q, want the escaped tag %q", key, got, hashTag(tag))
+			}
+		}
+	}
+	// End to end: such a pool admits and settles like any other.
+	c, prefix := redistest.New(t)
+	s := NewRedisStore(c, Options{KeyPrefix: prefix})
+	d, err := s.Admit(context.Background(), Request{Budgets: []Budget{{Scope: "x", Tag: "}evil", ID: "pool", Limits: Limits{TPM: 100, Concurrency: 1}}}, Tokens: 10})
+	if err != nil || !d.Allowed {
+		t.Fatalf("admit = %+v, %v", d, err)
+	}
+	if err := s.Settle(context.Background(), d.Lease, 5); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInvalidRequestsAreNotOutages: a request out of range is ErrInvalid,
+// never ErrUnavailable, so a caller cannot flip a replica's failure policy.
+func TestInvalidRequestsAreNotOutages(t *testing.T) {
+	c, prefix := redistest.New(t)
+	s := NewRedisStore(c, Options{KeyPrefix: prefix})
+	_, err := s.Admit(context.Background(), Request{Budgets: []Budget{{Scope: "x", Tag: "t", ID: "pool", Limits: Limits{RPM: 10}}}, Tokens: MaxTokens + 1})
+	if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrUnavailable) {
+		t.Errorf("oversized reservation: got %v, want ErrInvalid and not ErrUnavailable", err)
+	}
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("dial tcp: connection refused"), true},
+		{context.DeadlineExceeded, true},
+		{redis.ErrClosed, true},
+		{redisReply("LOADING Redis is loading the dataset in memory"), true},
+		{redisReply("READONLY You can't write against a read only replica."), true},
+		{redisReply("CROSSSLOT Keys in request don't hash to the same slot"), false},
+		{redisReply("ERR increment or decrement would overflow"), false},
+	}
+	for _, c := range cases {
+		if got := unavailable(c.err); got != c.want {
+			t.Errorf("unavailable(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// redisReply is an error reply from a Redis server.
+type redisReply string
+
+func (e redisReply) Error() string { return string(e) }
+func (redisReply) RedisError()     {}
