@@ -108,14 +108,11 @@ type textTokens int
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (t *textTokens) UnmarshalJSON(b []byte) error {
-	switch b[0] {
-	case '"':
-		*t = textTokens(estimate(b[1 : len(b)-1]))
-	case 'n':
-		*t = 0
-	default:
-		return typeError(b, stringType)
+	var s rawString
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
 	}
+	*t = textTokens(estimate(s))
 	return nil
 }
 
