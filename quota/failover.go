@@ -143,6 +143,12 @@ func (f *Failover) Cancel(ctx context.Context, tag, ticket string) error {
 	return f.Shared.Cancel(ctx, tag, ticket)
 }
 
+// orphanReleaser is a shared store that can release the leases of
+// admissions whose reply was lost (RedisStore).
+type orphanReleaser interface {
+	ReleaseOrphans(ctx context.Context) int
+}
+
 // probesToRecover is how many consecutive good probes switch a degraded
 // replica back to the shared store.
 const probesToRecover = 3
@@ -165,6 +171,11 @@ func (f *Failover) Run(ctx context.Context) {
 		}
 		if !f.degraded.Load() || f.Probe == nil {
 			ok = 0
+			if r, isReleaser := f.Shared.(orphanReleaser); isReleaser && !f.degraded.Load() {
+				rctx, cancel := context.WithTimeout(ctx, interval)
+				r.ReleaseOrphans(rctx)
+				cancel()
+			}
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, interval)

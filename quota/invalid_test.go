@@ -70,3 +70,31 @@ type redisReply string
 
 func (e redisReply) Error() string { return string(e) }
 func (redisReply) RedisError()     {}
+
+// TestReleaseOrphans: an admission whose reply was lost (a timeout after
+// the script ran) is released once Redis answers: the tokens come back and
+// the slot frees, long before the lease TTL. An id that was never admitted
+// changes nothing.
+func TestReleaseOrphans(t *testing.T) {
+	c, prefix := redistest.New(t)
+	s := NewRedisStore(c, Options{KeyPrefix: prefix})
+	ctx := context.Background()
+	b := []Budget{{Scope: "model=m", Tag: "m", ID: "pool", Limits: Limits{TPM: 1000, Concurrency: 1}}}
+	d, err := s.Admit(ctx, Request{Budgets: b, Tokens: 600})
+	if err != nil || !d.Allowed {
+		t.Fatalf("admit = %+v, %v", d, err)
+	}
+	// As Admit records it when the reply is lost: no admit time.
+	s.orphan(Lease{ID: d.Lease.ID, Tag: "m", Budgets: b, Tokens: 600, Store: StoreRedis})
+	s.orphan(Lease{ID: "never-admitted", Tag: "m", Budgets: b, Tokens: 600, Store: StoreRedis})
+	if got := s.ReleaseOrphans(ctx); got != 2 {
+		t.Fatalf("released %d, want 2", got)
+	}
+	d2, err := s.Admit(ctx, Request{Budgets: b, Tokens: 900})
+	if err != nil || !d2.Allowed {
+		t.Fatalf("after release: %+v, %v; want the slot free and the 600 tokens refunded", d2, err)
+	}
+	if d2.RemainingTokens != 100 {
+		t.Errorf("remaining %d, want 100: the orphan refunded in full, nothing refunded twice", d2.RemainingTokens)
+	}
+}

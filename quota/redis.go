@@ -77,6 +77,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -136,7 +137,16 @@ type RedisStore struct {
 	keys   keyCache
 	// Script arguments that are the same on every call, boxed once.
 	width, buckets, leaseTTL, ticketTTL, poll, retention any
+
+	// orphans are leases whose admission may have run in Redis although
+	// its reply never came (a timeout): nobody will settle them, so they
+	// are released (tokens refunded, slots freed) once Redis answers again.
+	mu      sync.Mutex
+	orphans []Lease
 }
+
+// maxOrphans bounds the release queue; beyond it, leases expire by TTL.
+const maxOrphans = 4096
 
 var _ Store = (*RedisStore)(nil)
 
@@ -194,7 +204,13 @@ func (s *RedisStore) Admit(ctx context.Context, r Request) (Decision, error) {
 	defer cancel()
 	res, err := admitScript.Run(cctx, s.client, keys, args...).Slice()
 	if err != nil {
-		return Decision{}, s.fail(ctx, "admit", err)
+		err = s.fail(ctx, "admit", err)
+		if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			// The script may have run: keep the lease id for release. At
+			// 0 makes settle read the admit time Redis recorded.
+			s.orphan(Lease{ID: id, Tag: tag, Budgets: r.Budgets, Tokens: r.Tokens, Store: StoreRedis})
+		}
+		return Decision{}, err
 	}
 	v, err := parseAdmit(res)
 	if err != nil {
@@ -367,4 +383,36 @@ func unavailable(err error) bool {
 		}
 	}
 	return false
+}
+
+func (s *RedisStore) orphan(l Lease) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.orphans) < maxOrphans {
+		s.orphans = append(s.orphans, l)
+	}
+}
+
+// ReleaseOrphans settles, at zero tokens, every lease whose admission timed
+// out: if the script had run, its reservation is refunded and its
+// concurrency slot freed (the request was never forwarded under it); if it
+// had not, settling changes nothing. It returns how many were released and
+// keeps the rest for the next call when Redis still does not answer.
+// Failover.Run calls it while the store is healthy.
+func (s *RedisStore) ReleaseOrphans(ctx context.Context) int {
+	s.mu.Lock()
+	pending := s.orphans
+	s.orphans = nil
+	s.mu.Unlock()
+	done := 0
+	for i, l := range pending {
+		if err := s.Settle(ctx, l, 0); err != nil {
+			s.mu.Lock()
+			s.orphans = append(pending[i:], s.orphans...)
+			s.mu.Unlock()
+			break
+		}
+		done++
+	}
+	return done
 }

@@ -33,6 +33,9 @@ local nb = (#KEYS - 1) / 3
 -- counters. This holds even when the concurrency slot already expired,
 -- which is why the slot itself cannot be the marker.
 local linger = tonumber(ARGV[6])
+-- An admission whose reply was lost is settled without its time: take the
+-- one the admission recorded.
+if at == 0 then at = tonumber(redis.call('ZSCORE', KEYS[1], lease)) or now end
 local first = redis.call('ZREM', KEYS[1], lease)
 for i = 1, nb do
   if ARGV[6 + 3 * (i - 1) + 3] == '1' then
