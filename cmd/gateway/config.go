@@ -26,6 +26,10 @@ type Config struct {
 	TLSKeyFile   string        `env:"QUOTAGATE_TLS_KEY_FILE"`
 	MaxBodyBytes int64         `env:"QUOTAGATE_MAX_BODY_BYTES" envDefault:"25000000"`
 	DrainTimeout time.Duration `env:"QUOTAGATE_DRAIN_TIMEOUT" envDefault:"30s"`
+	// DrainDelay keeps serving, while /readyz reports not ready, before the
+	// listener closes: load balancers see the replica leave before its
+	// connections are refused.
+	DrainDelay time.Duration `env:"QUOTAGATE_DRAIN_DELAY" envDefault:"0s"`
 	// UpstreamHeaderTimeout bounds the wait for Bedrock's response headers.
 	UpstreamHeaderTimeout time.Duration `env:"QUOTAGATE_UPSTREAM_HEADER_TIMEOUT" envDefault:"10m"`
 	LogLevel              string        `env:"QUOTAGATE_LOG_LEVEL" envDefault:"info"`
@@ -100,6 +104,9 @@ func (c Config) validate() []error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("QUOTAGATE_MAX_BODY_BYTES=%d: must be positive", c.MaxBodyBytes)
+	}
+	if c.DrainDelay < 0 {
+		bad("QUOTAGATE_DRAIN_DELAY=%s: must not be negative", c.DrainDelay)
 	}
 	if c.DrainTimeout <= 0 {
 		bad("QUOTAGATE_DRAIN_TIMEOUT=%s: must be positive", c.DrainTimeout)

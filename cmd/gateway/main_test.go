@@ -276,3 +276,27 @@ func mustURL(s string) *url.URL {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestDrainDelayReportsNotReady: during the drain delay the replica still
+// serves, but /readyz says it is leaving, so load balancers drop it before
+// its listener closes.
+func TestDrainDelayReportsNotReady(t *testing.T) {
+	_, base, stop, done := startServer(t, Config{DrainTimeout: time.Minute, DrainDelay: time.Second})
+	stop()
+	waitFor(t, "readyz to report draining", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatalf("listener closed during the drain delay: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	resp, err := http.Get(base + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz during the delay = %v, %v; want 200", resp, err)
+	}
+	resp.Body.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v, want a clean stop", err)
+	}
+}

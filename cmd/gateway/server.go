@@ -219,6 +219,10 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
+	if s.cfg.DrainDelay > 0 {
+		s.log.Info("not ready; serving on before the drain", "delay", s.cfg.DrainDelay.String())
+		time.Sleep(s.cfg.DrainDelay)
+	}
 	s.log.Info("draining", "timeout", s.cfg.DrainTimeout.String())
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
