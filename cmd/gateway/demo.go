@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
@@ -24,7 +25,11 @@ type demoSimulator struct {
 // startSimulator serves a simulated Bedrock on a free loopback port. It is
 // the only place the gateway imports the simulator, and only for -demo.
 func startSimulator(ctx context.Context, log *slog.Logger) (*demoSimulator, error) {
-	sim := bedrocksim.New(bedrocksim.Config{Logger: log.With("component", "bedrock-sim")})
+	sim := bedrocksim.New(bedrocksim.Config{
+		Logger: log.With("component", "bedrock-sim"),
+		// Latencies in Bedrock's range, so that a stream visibly streams.
+		Latency: bedrocksim.Latency{TimeToFirstToken: 150 * time.Millisecond, PerOutputToken: 15 * time.Millisecond},
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("demo simulator: %w", err)
