@@ -56,7 +56,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 	if cfg == nil {
 		return true
 	}
-	mb, ok := cfg.Model(ex.route.ModelID)
+	mb, ok := cfg.Model(quota.PoolID(ex.route.ModelID))
 	if !ok {
 		return true // no budget names this model: unlimited
 	}
@@ -163,8 +163,8 @@ func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget) 
 		reserved: mb.Reservation(input, maxOut),
 		rawInput: raw,
 		budget: quota.Budget{
-			Scope:  "model=" + ex.route.ModelID,
-			Tag:    ex.route.ModelID,
+			Scope:  "model=" + quota.PoolID(ex.route.ModelID),
+			Tag:    quota.PoolID(ex.route.ModelID),
 			ID:     "pool",
 			Limits: mb.Limits,
 		},

@@ -239,3 +239,18 @@ func TestChargeByHowFarTheRequestGot(t *testing.T) {
 		t.Errorf("stream ended by an exception: reserved %d charged %d, want all of it", intField(line, "reserved_tokens"), intField(line, "charged_tokens"))
 	}
 }
+
+// TestARNDrawsOnTheModelsBudget: a foundation-model ARN is the same Bedrock
+// quota as the bare id, so it must not step around the model's budget.
+func TestARNDrawsOnTheModelsBudget(t *testing.T) {
+	h := newHarness(t, harnessOptions{budgets: "models:\n  " + haiku + ":\n    rpm: 1\n"})
+	if resp := h.post(t, haikuPath+"/converse", "application/json", []byte(converseBody(10))); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: status %d", resp.StatusCode)
+	}
+	arn := "/model/" + bedrock.EscapeModelID("arn:aws:bedrock:us-east-1::foundation-model/"+haiku)
+	resp := h.post(t, arn+"/converse", "application/json", []byte(converseBody(10)))
+	checkBedrockError(t, resp, http.StatusTooManyRequests, bedrock.Throttling)
+	if got := resp.Header.Get("X-Quotagate-Limit"); got != "model="+haiku+" dim=rpm" {
+		t.Errorf("x-quotagate-limit = %q, want the model's own budget", got)
+	}
+}
