@@ -65,6 +65,9 @@ type Budget struct {
 	ID string
 	// Limits are the budget's limits.
 	Limits Limits
+	// Track counts usage in every dimension even where Limits has no
+	// limit, so that Usage can report it.
+	Track bool
 }
 
 // Request asks for one admission.
@@ -152,4 +155,40 @@ type Store interface {
 	Renew(ctx context.Context, l Lease, ttl time.Duration) error
 	// Cancel removes a wait-queue ticket that will not be retried.
 	Cancel(ctx context.Context, tag, ticket string) error
+}
+
+// Usage is what one budget has counted: the tokens and requests in its
+// current window, the tokens of the current UTC day and the requests in
+// flight. A budget counts only the dimensions it limits or tracks
+// (Budget.Track).
+type Usage struct {
+	WindowTokens   int64
+	WindowRequests int64
+	DayTokens      int64
+	InFlight       int64
+}
+
+// UsageReader reads a budget's counters without charging anything.
+type UsageReader interface {
+	Usage(ctx context.Context, b Budget) (Usage, error)
+}
+
+// PoolBudget is the budget of a model pool (pool as PoolID gives it).
+func PoolBudget(pool string, l Limits) Budget {
+	return Budget{Scope: "model=" + pool, Tag: pool, ID: "pool", Limits: l}
+}
+
+// TenantPoolBudget is a tenant's budget in a model pool. It shares the
+// pool's tag, so that the pool and the tenant's share of it are checked in
+// one script. It is always tracked, so that usage per tenant and model can
+// be read even where the tenant has no limit.
+func TenantPoolBudget(tenant, pool string, l Limits) Budget {
+	return Budget{Scope: "tenant=" + tenant + " model=" + pool, Tag: pool, ID: "t:" + tenant, Limits: l, Track: true}
+}
+
+// TenantAllBudget is a tenant's budget over all models ("*"). It lives
+// under the tenant's own tag: a second round trip, made only when the
+// tenant has such a budget.
+func TenantAllBudget(tenant string, l Limits) Budget {
+	return Budget{Scope: "tenant=" + tenant + " model=*", Tag: "tenant:" + tenant, ID: "all", Limits: l, Track: true}
 }
