@@ -38,3 +38,21 @@ type TenantBudget struct {
 
 // AllModels is the Budgets key of a tenant's budget over all models.
 const AllModels = "*"
+
+// CONTRACT SKELETON (bodies to follow with the tenants work).
+
+// ParseTenant parses and validates one tenant definition in JSON or YAML
+// (the admin API's request body, same field names as the budgets file):
+// every problem is reported as a *ConfigError joined with errors.Join, its
+// Path relative to the tenant, e.g. `budgets["*"].tpm`.
+func ParseTenant(id string, data []byte) (TenantConfig, error) {
+	return TenantConfig{}, &ConfigError{Msg: "not implemented"}
+}
+
+// CheckTenants validates tenants against the pools of c: the guarantees in
+// each pool must fit its TPM, and so on. Problems are *ConfigError joined
+// with errors.Join.
+func CheckTenants(c *Config, tenants map[string]TenantConfig) error { return nil }
+
+// CheckTenantID returns what is wrong with a tenant id, or "".
+func CheckTenantID(id string) string { return "" }

@@ -72,3 +72,11 @@ func (d *Directory) Guarantees(pool string) []Guarantee { panic("not implemented
 type Source interface {
 	Current(ctx context.Context) *Directory
 }
+
+// FromConfig builds a directory from tenant definitions (source "file" or
+// "admin" for all of them), resolving access-key secrets from their
+// environment variables or files. An unresolvable secret is an error naming
+// the tenant and key id, never the secret.
+func FromConfig(tenants map[string]quota.TenantConfig, source string) (*Directory, error) {
+	panic("not implemented")
+}
