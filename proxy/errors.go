@@ -28,6 +28,16 @@ var (
 	errOverCap           = errors.New("over a per-request limit")
 	errBudgetStore       = errors.New("budget store unavailable")
 	errClientBody        = errors.New("unreadable request body")
+
+	// Authentication (auth.go). Their messages are AWS's wording, kept
+	// on the *authError that wraps them.
+	errMissingToken        = errors.New("missing authentication token")
+	errIncompleteSignature = errors.New("malformed authorization")
+	errUnrecognizedClient  = errors.New("unknown key")
+	errInvalidSignature    = errors.New("invalid signature")
+	errModelDenied         = errors.New("model not allowed for the tenant")
+	errAuthThrottled       = errors.New("too many failed authentications")
+	errTenantsUnavailable  = errors.New("tenant directory unavailable")
 )
 
 // bedrockError maps any error the gateway produces to what the caller sees.
@@ -46,6 +56,28 @@ func bedrockError(err error) *bedrock.Error {
 		return &bedrock.Error{Type: bedrock.Throttling, Message: msg, RetryAfter: te.retryAfterSeconds()}
 	}
 	switch {
+	case errors.Is(err, errAuthThrottled):
+		// Bedrock's own throttle, so the SDKs back off; sent before the
+		// credentials are looked at (auth.go).
+		ae := authErrorOf(err)
+		return &bedrock.Error{Type: bedrock.Throttling, Message: ae.msg, RetryAfter: ae.retryAfterSeconds()}
+	case errors.Is(err, errMissingToken):
+		// What AWS answers a request without credentials (403, "Missing
+		// Authentication Token"); bedrockruntime has no type for it, so
+		// SDKs raise a generic API error with this code.
+		return &bedrock.Error{Type: bedrock.MissingAuthenticationToken, Message: authErrorOf(err).msg}
+	case errors.Is(err, errIncompleteSignature):
+		return &bedrock.Error{Type: bedrock.IncompleteSignature, Message: authErrorOf(err).msg}
+	case errors.Is(err, errUnrecognizedClient):
+		return &bedrock.Error{Type: bedrock.UnrecognizedClient, Message: authErrorOf(err).msg}
+	case errors.Is(err, errInvalidSignature):
+		return &bedrock.Error{Type: bedrock.InvalidSignature, Message: authErrorOf(err).msg}
+	case errors.Is(err, errModelDenied):
+		// The SDKs' typed AccessDeniedException, as Bedrock answers a
+		// model the caller has no access to.
+		return &bedrock.Error{Type: bedrock.AccessDenied, Message: authErrorOf(err).msg}
+	case errors.Is(err, errTenantsUnavailable):
+		return &bedrock.Error{Type: bedrock.ServiceUnavailable, Message: "The gateway cannot resolve its tenants right now. Try again later."}
 	case errors.Is(err, errOverCap):
 		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
 	case errors.Is(err, quota.ErrInvalid):

@@ -23,6 +23,7 @@ import (
 	"github.com/quotagate/quotagate/bedrock"
 	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/telemetry"
+	"github.com/quotagate/quotagate/tenant"
 	"github.com/quotagate/quotagate/tokens"
 )
 
@@ -71,6 +72,14 @@ type Gateway struct {
 	// CountTokens, when set, asks Bedrock for the exact input tokens before
 	// admission (see NewCountTokens); on error the estimate is used.
 	CountTokens func(ctx context.Context, route bedrock.Route, body []byte) (int, error)
+
+	// Tenants yields the tenants in force: callers must authenticate as
+	// one of them (a bearer key or SigV4) and call only its models. nil,
+	// or a directory with no tenant, serves everyone as the default tenant.
+	Tenants tenant.Source
+	// AuthFailures throttles sources that keep failing authentication;
+	// nil does not throttle them.
+	AuthFailures AuthLimiter
 }
 
 var _ http.Handler = (*Gateway)(nil)

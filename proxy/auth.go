@@ -1,0 +1,417 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+
+	"github.com/quotagate/quotagate/bedrock"
+	"github.com/quotagate/quotagate/sigv4"
+	"github.com/quotagate/quotagate/tenant"
+)
+
+// signingService is the SigV4 service name callers sign Bedrock Runtime
+// requests with: the SDKs' endpoint resolver signs bedrock-runtime as
+// "bedrock", and so they do when pointed at the gateway.
+const signingService = "bedrock"
+
+// defaultTenant is every caller when no tenant is configured (open mode).
+var defaultTenant = &tenant.Tenant{ID: tenant.DefaultID}
+
+// authenticate says which tenant r is from, after its body was read (SigV4
+// covers the body's hash) and before admission. With no tenant configured
+// (g.Tenants nil, or an Open directory) everyone is the default tenant and
+// any Authorization header is ignored. Otherwise a request carries either a
+// Bedrock API key (Authorization: Bearer, the scheme the AWS SDKs use when
+// AWS_BEARER_TOKEN_BEDROCK is set) or a SigV4 signature for service
+// "bedrock" from one of a tenant's access keys, and may only call the
+// tenant's allowed models.
+//
+// A source that keeps failing is refused with ThrottlingException before
+// its credentials are looked at (see AuthLimiter). Errors carry AWS's
+// wording and never a key, secret or signature: they reach the access log.
+func (g *Gateway) authenticate(ctx context.Context, r *http.Request, body []byte) (*tenant.Tenant, error) {
+	if g.Tenants == nil {
+		return defaultTenant, nil
+	}
+	dir := g.Tenants.Current(ctx)
+	if dir == nil {
+		// A source that cannot say who the tenants are must not open the
+		// gateway to everyone.
+		return nil, fmt.Errorf("%w: no tenant directory", errTenantsUnavailable)
+	}
+	if dir.Open() {
+		return defaultTenant, nil
+	}
+	source := clientSource(r)
+	if g.AuthFailures != nil {
+		// Checked before the credentials, so a blocked brute-forcer
+		// learns nothing about the keys it tries.
+		if d, blocked := g.AuthFailures.Blocked(source); blocked {
+			return nil, authThrottled(d)
+		}
+	}
+	t, err := identify(dir, r, body)
+	if err != nil {
+		return nil, g.authFailed(ctx, source, err)
+	}
+	route, ok := bedrock.ParsePath(r.URL.EscapedPath())
+	if !ok || !t.Allows(route.ModelID) {
+		// Bedrock's own wording for a model the caller has no access to,
+		// then which tenant and model, so the platform team can tell.
+		return nil, &authError{class: errModelDenied, msg: fmt.Sprintf(
+			"You don't have access to the model with the specified model ID. Quotagate tenant %q is not allowed to call model %q.", t.ID, route.ModelID)}
+	}
+	return t, nil
+}
+
+// identify finds the tenant of r's credentials.
+func identify(dir *tenant.Directory, r *http.Request, body []byte) (*tenant.Tenant, error) {
+	authz := r.Header.Get("Authorization")
+	if scheme, token, ok := strings.Cut(authz, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		t, _, ok := dir.ByAPIKey(strings.TrimSpace(token))
+		if !ok {
+			// Bedrock itself answers AccessDeniedException for a bad API
+			// key; ours is the answer to any unknown key, as for SigV4.
+			return nil, &authError{class: errUnrecognizedClient, msg: sigv4.MsgUnrecognizedClient}
+		}
+		return t, nil
+	}
+	var t *tenant.Tenant
+	v := sigv4.Verifier{
+		Service: signingService,
+		Secret: func(id string) (string, bool) {
+			found, secret, ok := dir.ByAccessKey(id)
+			t = found
+			return secret, ok
+		},
+	}
+	if _, err := v.Verify(r, body); err != nil {
+		return nil, classifyAuth(err)
+	}
+	return t, nil
+}
+
+// classifyAuth wraps a verifier's *bedrock.Error in its failure class,
+// keeping AWS's wording for the caller.
+func classifyAuth(err error) error {
+	be := bedrockError(err)
+	class := errIncompleteSignature
+	switch be.Type {
+	case bedrock.MissingAuthenticationToken:
+		class = errMissingToken
+	case bedrock.UnrecognizedClient:
+		class = errUnrecognizedClient
+	case bedrock.InvalidSignature:
+		class = errInvalidSignature
+	}
+	return &authError{class: class, msg: be.Message}
+}
+
+// authFailed records a failed authentication from source and returns what
+// the caller is answered: the failure itself, or ThrottlingException once
+// the source is over its limit.
+func (g *Gateway) authFailed(ctx context.Context, source string, err error) error {
+	if g.AuthFailures == nil {
+		return err
+	}
+	// The count must not depend on the caller waiting for the answer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), authLimitTimeout)
+	defer cancel()
+	d, lerr := g.AuthFailures.Failed(ctx, source)
+	if lerr != nil {
+		// The credentials were still refused; only the throttling of
+		// repeated failures is lost while the limiter is unreachable.
+		g.logger().WarnContext(ctx, "authentication failure not counted", "source", source, "error", lerr.Error())
+		return err
+	}
+	if d > 0 {
+		return authThrottled(d)
+	}
+	return err
+}
+
+// authLimitTimeout bounds the shared limiter's round trip on a failed
+// authentication.
+const authLimitTimeout = time.Second
+
+// clientSource is who a failure is counted against: the peer's IP address.
+// Behind a load balancer that is the balancer's address, unless it
+// preserves client addresses (proxy protocol, or a Service with
+// externalTrafficPolicy: Local).
+func clientSource(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// authError is a refused request: its class (one of the auth classes in
+// errors.go) decides the Bedrock exception, msg is what the caller reads.
+type authError struct {
+	class      error
+	msg        string
+	retryAfter time.Duration // for errAuthThrottled
+}
+
+func (e *authError) Error() string { return e.msg }
+func (e *authError) Unwrap() error { return e.class }
+
+// authThrottled is the answer to a source over its failure limit.
+func authThrottled(d time.Duration) *authError {
+	return &authError{class: errAuthThrottled, retryAfter: d,
+		msg: "Too many failed authentication attempts from this address, please wait before trying again."}
+}
+
+// authErrorOf returns the *authError in err's chain; one made from err
+// itself when there is none, so bedrockError never fails on a class
+// wrapped some other way.
+func authErrorOf(err error) *authError {
+	var ae *authError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return &authError{msg: err.Error()}
+}
+
+// retryAfterSeconds rounds up: a client that waits the advertised seconds
+// must find itself unblocked.
+func (e *authError) retryAfterSeconds() int {
+	return max(int(math.Ceil(e.retryAfter.Seconds())), 1)
+}
+
+// AuthLimiter throttles sources that keep failing authentication, so that
+// guessing keys is slow. It keeps the hot path free: only failures cost a
+// call to shared state, and the answer for a blocked source is remembered
+// locally until the block ends.
+type AuthLimiter interface {
+	// Blocked reports whether source is refused without a look at its
+	// credentials, and for how long still. It runs on every request of
+	// a gateway with tenants, so it answers from local memory.
+	Blocked(source string) (retryAfter time.Duration, blocked bool)
+	// Failed counts one failed authentication from source. When that puts
+	// source over its limit it returns how long source is blocked, and
+	// Blocked says so from then on.
+	Failed(ctx context.Context, source string) (retryAfter time.Duration, err error)
+}
+
+var (
+	_ AuthLimiter = (*RedisAuthLimiter)(nil)
+	_ AuthLimiter = (*MemoryAuthLimiter)(nil)
+)
+
+// Defaults of AuthLimitOptions.
+const (
+	DefaultAuthFailures      = 20
+	DefaultAuthFailurePeriod = time.Minute
+	DefaultAuthKeyPrefix     = "qg:authfail:"
+	DefaultAuthMaxSources    = 10_000
+)
+
+// AuthLimitOptions configures an AuthLimiter. The zero value allows 20
+// failures per minute per source.
+type AuthLimitOptions struct {
+	// Failures is how many failed authentications a source may have in a
+	// burst, refilled evenly over Period; default DefaultAuthFailures.
+	Failures int
+	// Period is the time over which Failures are allowed; default one
+	// minute.
+	Period time.Duration
+	// KeyPrefix starts the Redis key of a source (after redis_rate's own
+	// "rate:" prefix); default DefaultAuthKeyPrefix.
+	KeyPrefix string
+	// MaxSources bounds how many sources one replica remembers (blocked
+	// sources, and with MemoryAuthLimiter the counts too), so that a flood
+	// from many addresses cannot grow memory without limit; default
+	// DefaultAuthMaxSources. A source forgotten early only gets its
+	// failures counted afresh (memory) or looked up in Redis again.
+	MaxSources int
+	// Now is this replica's clock for the local block list and the
+	// in-memory counts; nil means time.Now. The Redis counts use Redis's
+	// own clock.
+	Now func() time.Time
+}
+
+func (o AuthLimitOptions) withDefaults() AuthLimitOptions {
+	if o.Failures <= 0 {
+		o.Failures = DefaultAuthFailures
+	}
+	if o.Period <= 0 {
+		o.Period = DefaultAuthFailurePeriod
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = DefaultAuthKeyPrefix
+	}
+	if o.MaxSources <= 0 {
+		o.MaxSources = DefaultAuthMaxSources
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// RedisAuthLimiter counts failures in Redis with redis_rate (GCRA, one
+// script call per failure, on Redis's clock), so that every replica shares
+// one count per source. Good requests never reach Redis: each replica keeps
+// the sources it saw go over the limit in a local block list. A replica
+// that has not yet seen a source's failures lets one more attempt through,
+// whose failure then finds the shared count over the limit.
+type RedisAuthLimiter struct {
+	limiter *redis_rate.Limiter
+	limit   redis_rate.Limit
+	opts    AuthLimitOptions
+	blocks  *blockList
+}
+
+// NewRedisAuthLimiter returns a limiter sharing its counts through client.
+func NewRedisAuthLimiter(client redis.UniversalClient, opts AuthLimitOptions) *RedisAuthLimiter {
+	opts = opts.withDefaults()
+	return &RedisAuthLimiter{
+		limiter: redis_rate.NewLimiter(client),
+		limit:   redis_rate.Limit{Rate: opts.Failures, Burst: opts.Failures, Period: opts.Period},
+		opts:    opts,
+		blocks:  newBlockList(opts.MaxSources),
+	}
+}
+
+// Blocked implements AuthLimiter from the local block list.
+func (l *RedisAuthLimiter) Blocked(source string) (time.Duration, bool) {
+	return l.blocks.blocked(source, l.opts.Now())
+}
+
+// Failed implements AuthLimiter with one redis_rate call.
+func (l *RedisAuthLimiter) Failed(ctx context.Context, source string) (time.Duration, error) {
+	res, err := l.limiter.Allow(ctx, l.opts.KeyPrefix+source, l.limit)
+	if err != nil {
+		return 0, fmt.Errorf("counting a failed authentication: %w", err)
+	}
+	if res.Allowed > 0 || res.RetryAfter <= 0 {
+		return 0, nil
+	}
+	now := l.opts.Now()
+	l.blocks.block(source, now, now.Add(res.RetryAfter))
+	return res.RetryAfter, nil
+}
+
+// MemoryAuthLimiter counts failures in this process only, for a single
+// replica (the gateway without Redis). The counts are token buckets with
+// the same shape as redis_rate's: Failures at once, refilled over Period.
+type MemoryAuthLimiter struct {
+	opts   AuthLimitOptions
+	blocks *blockList
+
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+}
+
+// NewMemoryAuthLimiter returns a limiter counting in this process.
+func NewMemoryAuthLimiter(opts AuthLimitOptions) *MemoryAuthLimiter {
+	opts = opts.withDefaults()
+	return &MemoryAuthLimiter{opts: opts, blocks: newBlockList(opts.MaxSources), buckets: make(map[string]*rate.Limiter)}
+}
+
+// Blocked implements AuthLimiter from the local block list.
+func (l *MemoryAuthLimiter) Blocked(source string) (time.Duration, bool) {
+	return l.blocks.blocked(source, l.opts.Now())
+}
+
+// Failed implements AuthLimiter.
+func (l *MemoryAuthLimiter) Failed(_ context.Context, source string) (time.Duration, error) {
+	now := l.opts.Now()
+	l.mu.Lock()
+	b := l.buckets[source]
+	if b == nil {
+		l.evictLocked(now)
+		b = rate.NewLimiter(rate.Every(l.opts.Period/time.Duration(l.opts.Failures)), l.opts.Failures)
+		l.buckets[source] = b
+	}
+	res := b.ReserveN(now, 1)
+	d := res.DelayFrom(now)
+	if d > 0 {
+		// Like redis_rate, a refused failure is not counted: the source
+		// is blocked instead, and its attempts no longer reach here.
+		res.CancelAt(now)
+	}
+	l.mu.Unlock()
+	if d <= 0 {
+		return 0, nil
+	}
+	l.blocks.block(source, now, now.Add(d))
+	return d, nil
+}
+
+// evictLocked makes room for one more bucket: first the full ones (a full
+// bucket is the same as none), then any.
+func (l *MemoryAuthLimiter) evictLocked(now time.Time) {
+	if len(l.buckets) < l.opts.MaxSources {
+		return
+	}
+	for s, b := range l.buckets {
+		if b.TokensAt(now) >= float64(b.Burst()) {
+			delete(l.buckets, s)
+		}
+	}
+	for s := range l.buckets {
+		if len(l.buckets) < l.opts.MaxSources {
+			break
+		}
+		delete(l.buckets, s)
+	}
+}
+
+// blockList is a replica's memory of which sources are blocked until when,
+// bounded in size.
+type blockList struct {
+	max   int
+	mu    sync.RWMutex
+	until map[string]time.Time
+}
+
+func newBlockList(maxSources int) *blockList {
+	return &blockList{max: maxSources, until: make(map[string]time.Time)}
+}
+
+func (b *blockList) blocked(source string, now time.Time) (time.Duration, bool) {
+	b.mu.RLock()
+	until, ok := b.until[source]
+	b.mu.RUnlock()
+	if !ok || !now.Before(until) {
+		return 0, false
+	}
+	return until.Sub(now), true
+}
+
+func (b *blockList) block(source string, now, until time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.until[source]; !ok && len(b.until) >= b.max {
+		// Full: drop the blocks that ended, then, under a flood from more
+		// sources than fit, arbitrary ones. A source dropped early is
+		// only checked against the shared count again on its next
+		// failure.
+		for s, u := range b.until {
+			if !now.Before(u) {
+				delete(b.until, s)
+			}
+		}
+		for s := range b.until {
+			if len(b.until) < b.max {
+				break
+			}
+			delete(b.until, s)
+		}
+	}
+	b.until[source] = until
+}
