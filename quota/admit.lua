@@ -11,7 +11,11 @@
 -- ARGV[5] buckets in the window  ARGV[6] lease TTL, ms
 -- ARGV[7] ticket TTL, ms         ARGV[8] queue poll, ms
 -- ARGV[9] lease retention, ms
--- then per budget i, at base = 9 + 4*(i-1): tpm rpm concurrency tokens_per_day
+-- ARGV[10] budgets (nb)          ARGV[11] shared budget (1-based; 0 none)
+-- then per budget i, at base = 11 + 6*(i-1): id tpm rpm concurrency
+--   tokens_per_day track (1: count every dimension, limited or not)
+-- then per guarantee holder j, at base = 11 + 6*nb + 2*(j-1): id tpm,
+--   with its window key KEYS[3 + 4*nb + j] (see Shares in quota.go)
 --
 -- Returns {allowed, budget index (1-based; 0 none), dimension, retry ms
 -- (-1 never), remaining tokens (-1 unlimited), remaining requests,
@@ -107,28 +111,56 @@ local function ahead(qk)
   return nil
 end
 
--- Read every budget.
+-- Read every budget. A tracked budget counts every dimension, limited or
+-- not, so that its usage can be read.
 local B = {}
-local nb = (#KEYS - 3) / 4
+local nb = tonumber(ARGV[10])
+local shared = tonumber(ARGV[11])
 for i = 1, nb do
-  local k, a = 3 + 4 * (i - 1), 9 + 4 * (i - 1)
+  local k, a = 3 + 4 * (i - 1), 11 + 6 * (i - 1)
   local b = {
     wk = KEYS[k + 1], dk = KEYS[k + 2], ck = KEYS[k + 3], qk = KEYS[k + 4],
-    tpm = tonumber(ARGV[a + 1]), rpm = tonumber(ARGV[a + 2]),
-    conc = tonumber(ARGV[a + 3]), tpd = tonumber(ARGV[a + 4]),
+    id = ARGV[a + 1],
+    tpm = tonumber(ARGV[a + 2]), rpm = tonumber(ARGV[a + 3]),
+    conc = tonumber(ARGV[a + 4]), tpd = tonumber(ARGV[a + 5]),
     T = 0, R = 0, used = 0, n = 0,
   }
-  if b.tpm > 0 or b.rpm > 0 then b.lo, b.T, b.R = advance(b.wk, now, width, N) end
-  if b.tpd > 0 then
+  local track = ARGV[a + 6] == '1'
+  b.win = track or b.tpm > 0 or b.rpm > 0
+  b.days = track or b.tpd > 0
+  b.slots = track or b.conc > 0
+  if b.win then b.lo, b.T, b.R = advance(b.wk, now, width, N) end
+  if b.days then
     local h = redis.call('HMGET', b.dk, 'day', 'n')
     if tonumber(h[1]) == day then b.used = tonumber(h[2]) or 0 end
   end
-  if b.conc > 0 then
+  if b.slots then
     redis.call('ZREMRANGEBYSCORE', b.ck, '-inf', s(now))
     b.n = redis.call('ZCARD', b.ck)
   end
   b.head = ahead(b.qk)
   B[i] = b
+end
+
+-- Guaranteed shares of the shared budget: the unused part of every other
+-- holder's guarantee is not for borrowing, so it is kept free; a holder
+-- still within its own guarantee is not held back by the queue.
+local reserved = 0
+if shared > 0 and B[shared].tpm > 0 then
+  local base = 11 + 6 * nb
+  for j = 1, (#ARGV - base) / 2 do
+    local id, g = ARGV[base + 2 * j - 1], tonumber(ARGV[base + 2 * j])
+    local mine = nil
+    for _, b in ipairs(B) do
+      if b.id == id then mine = b end
+    end
+    if mine then
+      if mine.T + tokens <= g then B[shared].head = nil end
+    else
+      local _, T = advance(KEYS[3 + 4 * nb + j], now, width, N)
+      reserved = reserved + math.max(g - T, 0)
+    end
+  end
 end
 
 -- remaining reports the headroom of the tightest budget after the decision.
@@ -203,8 +235,10 @@ for i, b in ipairs(B) do
     if qI == 0 then qI = i end
   end
   if b.tpm > 0 then
-    if b.T + tokens > b.tpm then short('tpm', retryWindow(b, 't', b.T, tokens, b.tpm))
-    elseif b.T + tokens + ht > b.tpm then behind() end
+    local lim = b.tpm
+    if i == shared then lim = b.tpm - reserved end
+    if b.T + tokens > lim then short('tpm', retryWindow(b, 't', b.T, tokens, lim))
+    elseif b.T + tokens + ht > lim then behind() end
   end
   if b.rpm > 0 then
     if b.R + 1 > b.rpm then short('rpm', retryWindow(b, 'r', b.R, 1, b.rpm))
@@ -247,7 +281,7 @@ end
 
 -- Admit: charge every budget.
 for _, b in ipairs(B) do
-  if b.tpm > 0 or b.rpm > 0 then
+  if b.win then
     local c = b.lo + N
     redis.call('HINCRBY', b.wk, 't' .. s(c), s(tokens))
     redis.call('HINCRBY', b.wk, 'r' .. s(c), 1)
@@ -255,12 +289,12 @@ for _, b in ipairs(B) do
     redis.call('HSET', b.wk, 'lo', s(b.lo), 'T', s(b.T), 'R', s(b.R))
     redis.call('PEXPIRE', b.wk, s((N + 2) * width))
   end
-  if b.tpd > 0 then
+  if b.days then
     b.used = b.used + tokens
     redis.call('HSET', b.dk, 'day', s(day), 'n', s(b.used))
     redis.call('PEXPIRE', b.dk, s(2 * DAY))
   end
-  if b.conc > 0 then
+  if b.slots then
     redis.call('ZADD', b.ck, s(now + leaseTTL), lease)
     extend(b.ck, leaseTTL)
   end

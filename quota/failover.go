@@ -111,7 +111,30 @@ func (f *Failover) share(r Request) Request {
 		scaled[i] = b
 	}
 	r.Budgets = scaled
+	if r.Shares != nil {
+		sh := *r.Shares
+		sh.Holders = make([]Holder, len(r.Shares.Holders))
+		for i, h := range r.Shares.Holders {
+			sh.Holders[i] = Holder{ID: h.ID, TPM: part(h.TPM)}
+		}
+		r.Shares = &sh
+	}
 	return r
+}
+
+var _ UsageReader = (*Failover)(nil)
+
+// Usage reads from the store in use: the shared one, or this replica's
+// local counters while degraded.
+func (f *Failover) Usage(ctx context.Context, b Budget) (Usage, error) {
+	s := f.Shared
+	if f.Degraded() {
+		s = f.Local
+	}
+	if u, ok := s.(UsageReader); ok {
+		return u.Usage(ctx, b)
+	}
+	return Usage{}, fmt.Errorf("quota: %T cannot read usage", s)
 }
 
 func (f *Failover) storeFor(l Lease) Store {

@@ -147,6 +147,7 @@ func (s *MemoryStore) retryWindow(b *memBudget, ring []int64, used, need, limit,
 // memState is one budget's view during an Admit: admit.lua's table B.
 type memState struct {
 	b       *memBudget
+	bd      Budget
 	lim     Limits
 	index   int // in Request.Budgets
 	head    int64
@@ -162,8 +163,8 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 	var states []memState
 	var tagName string
 	for i, b := range r.Budgets {
-		if isLimited(b.Limits) {
-			states = append(states, memState{lim: b.Limits, index: i})
+		if b.counted() {
+			states = append(states, memState{bd: b, lim: b.Limits, index: i})
 			tagName = b.Tag
 		}
 	}
@@ -203,13 +204,13 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 		st := &states[i]
 		b := s.budget(tagName, r.Budgets[st.index].ID)
 		st.b = b
-		if st.lim.TPM > 0 || st.lim.RPM > 0 {
+		if st.bd.countsWindow() {
 			s.advance(b, now)
 		}
-		if st.lim.TokensPerDay > 0 && b.day != day {
+		if st.bd.countsDay() && b.day != day {
 			b.day, b.used = day, 0
 		}
-		if st.lim.Concurrency > 0 {
+		if st.bd.countsConc() {
 			for id, exp := range b.conc {
 				if exp <= now {
 					delete(b.conc, id)
@@ -218,6 +219,7 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 		}
 		st.head, st.hasHead = s.ahead(b, tg, me, live, now)
 	}
+	reserved, shared := s.shares(r, states, tagName, now)
 
 	remaining := func() (remT, remR, reset int64) {
 		remT, remR = -1, -1
@@ -296,9 +298,13 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 			}
 		}
 		if lim.TPM > 0 {
-			if b.T+tokens > lim.TPM {
-				short(TPM, s.retryWindow(b, b.tok, b.T, tokens, lim.TPM, now))
-			} else if b.T+tokens+ht > lim.TPM {
+			tpm := lim.TPM
+			if i == shared {
+				tpm -= reserved
+			}
+			if b.T+tokens > tpm {
+				short(TPM, s.retryWindow(b, b.tok, b.T, tokens, tpm, now))
+			} else if b.T+tokens+ht > tpm {
 				behind()
 			}
 		}
@@ -347,17 +353,17 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 	leaseTTL := s.set.leaseTTLFor(r.LeaseTTL)
 	for _, st := range states {
 		b := st.b
-		if st.lim.TPM > 0 || st.lim.RPM > 0 {
+		if st.bd.countsWindow() {
 			c := s.slot(b.lo + N)
 			b.tok[c] += r.Tokens
 			b.reqs[c]++
 			b.T += r.Tokens
 			b.R++
 		}
-		if st.lim.TokensPerDay > 0 {
+		if st.bd.countsDay() {
 			b.used += r.Tokens
 		}
-		if st.lim.Concurrency > 0 {
+		if st.bd.countsConc() {
 			b.conc[lease] = now + leaseTTL
 		}
 		if live {
@@ -437,7 +443,7 @@ func (s *MemoryStore) Settle(ctx context.Context, l Lease, actualTokens int64) e
 	_, first := tg.leases[l.ID]
 	delete(tg.leases, l.ID)
 	for _, bd := range l.Budgets {
-		if bd.Limits.Concurrency > 0 {
+		if bd.countsConc() {
 			conc := s.budget(l.Tag, bd.ID).conc
 			if _, held := conc[l.ID]; held && l.Linger > 0 {
 				conc[l.ID] = now + l.Linger.Milliseconds() // see Lease.Linger
@@ -447,17 +453,21 @@ func (s *MemoryStore) Settle(ctx context.Context, l Lease, actualTokens int64) e
 		}
 	}
 	delta := actualTokens - l.Tokens
-	if !first || delta == 0 {
+	dr := int64(0)
+	if l.Void {
+		dr = -1
+	}
+	if !first || (delta == 0 && dr == 0) {
 		return nil
 	}
 	N, width := s.set.buckets, s.set.width
 	today := floorDiv(now, dayMS)
 	for _, bd := range l.Budgets {
-		if !isLimited(bd.Limits) {
+		if !bd.counted() {
 			continue
 		}
 		b := s.budget(l.Tag, bd.ID)
-		if bd.Limits.TPM > 0 || bd.Limits.RPM > 0 {
+		if bd.countsWindow() {
 			s.advance(b, now)
 			c := b.lo + N
 			x := min(floorDiv(l.At, width), c)
@@ -470,9 +480,12 @@ func (s *MemoryStore) Settle(ctx context.Context, l Lease, actualTokens int64) e
 				nv := max(b.tok[i]+delta, 0)
 				b.T += nv - b.tok[i]
 				b.tok[i] = nv
+				rv := max(b.reqs[i]+dr, 0)
+				b.R += rv - b.reqs[i]
+				b.reqs[i] = rv
 			}
 		}
-		if bd.Limits.TokensPerDay > 0 && (floorDiv(l.At, dayMS) == today || delta > 0) {
+		if bd.countsDay() && (floorDiv(l.At, dayMS) == today || delta > 0) {
 			if b.day != today {
 				b.day, b.used = today, 0
 			}
@@ -492,7 +505,7 @@ func (s *MemoryStore) Renew(ctx context.Context, l Lease, ttl time.Duration) err
 	exp := now + s.set.leaseTTLFor(ttl)
 	lost := false
 	for _, bd := range l.Budgets {
-		if bd.Limits.Concurrency <= 0 {
+		if !bd.countsConc() {
 			continue
 		}
 		b := s.budget(l.Tag, bd.ID)
@@ -518,4 +531,77 @@ func (s *MemoryStore) Cancel(ctx context.Context, tag, ticket string) error {
 		delete(t.tickets, ticket)
 	}
 	return nil
+}
+
+// shares applies r.Shares as admit.lua does: it returns the tokens the
+// shared budget must keep free for other holders' unused guarantees, and
+// the shared budget's index in states (-1: none). A requester within its
+// own guarantee is not held back by the shared budget's queue.
+func (s *MemoryStore) shares(r Request, states []memState, tag string, now int64) (reserved int64, shared int) {
+	shared = -1
+	if r.Shares == nil {
+		return 0, -1
+	}
+	for i, st := range states {
+		if st.index == r.Shares.Budget {
+			shared = i
+		}
+	}
+	if shared < 0 || states[shared].lim.TPM <= 0 {
+		return 0, shared
+	}
+	for _, h := range r.Shares.Holders {
+		var mine *memState
+		for i := range states {
+			if states[i].bd.ID == h.ID {
+				mine = &states[i]
+			}
+		}
+		if mine != nil {
+			if mine.b.T+r.Tokens <= h.TPM {
+				states[shared].hasHead = false
+			}
+			continue
+		}
+		b := s.budget(tag, h.ID)
+		s.advance(b, now)
+		reserved += max(h.TPM-b.T, 0)
+	}
+	return reserved, shared
+}
+
+var _ UsageReader = (*MemoryStore)(nil)
+
+// Usage reads b's counters.
+func (s *MemoryStore) Usage(ctx context.Context, bd Budget) (Usage, error) {
+	if err := ctx.Err(); err != nil {
+		return Usage{}, err
+	}
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.set.now().UnixMilli()
+	b := s.budgets[[2]string{bd.Tag, bd.ID}]
+	if b == nil {
+		return Usage{}, nil
+	}
+	var u Usage
+	if b.started {
+		// Sum what an admission now would, without advancing: a read
+		// must not change what the next admission sees.
+		newlo := floorDiv(now, s.set.width) - s.set.buckets
+		for x := max(b.lo, newlo); x <= b.lo+s.set.buckets; x++ {
+			u.WindowTokens += b.tok[s.slot(x)]
+			u.WindowRequests += b.reqs[s.slot(x)]
+		}
+	}
+	if b.day == floorDiv(now, dayMS) {
+		u.DayTokens = b.used
+	}
+	for _, exp := range b.conc {
+		if exp > now {
+			u.InFlight++
+		}
+	}
+	return u, nil
 }

@@ -133,6 +133,17 @@ func isLimited(l Limits) bool {
 	return l.TPM > 0 || l.RPM > 0 || l.Concurrency > 0 || l.TokensPerDay > 0
 }
 
+// counted reports whether a store keeps counters for b at all.
+func (b Budget) counted() bool { return b.Track || isLimited(b.Limits) }
+
+// Which of a budget's counters a store keeps: those it limits, or all of
+// them when it is tracked.
+func (b Budget) countsWindow() bool {
+	return b.Track || b.Limits.TPM > 0 || b.Limits.RPM > 0
+}
+func (b Budget) countsDay() bool  { return b.Track || b.Limits.TokensPerDay > 0 }
+func (b Budget) countsConc() bool { return b.Track || b.Limits.Concurrency > 0 }
+
 // check validates a request before any store work: every budget of one
 // request must share a non-empty Tag, since one script touches all their
 // keys and a Redis Cluster runs a script on one hash slot only.
@@ -152,7 +163,7 @@ func (r Request) check() error {
 	}
 	first := -1
 	for i, b := range r.Budgets {
-		if !isLimited(b.Limits) {
+		if !b.counted() {
 			continue
 		}
 		if b.Tag == "" {
@@ -165,6 +176,16 @@ func (r Request) check() error {
 		if f := r.Budgets[first]; b.Tag != f.Tag {
 			return fmt.Errorf("%w: budgets %q and %q of one request have different tags (%q, %q); split it into one request per tag", ErrInvalid,
 				f.Scope, b.Scope, f.Tag, b.Tag)
+		}
+	}
+	if sh := r.Shares; sh != nil {
+		if sh.Budget < 0 || sh.Budget >= len(r.Budgets) || !r.Budgets[sh.Budget].counted() {
+			return fmt.Errorf("%w: shares name budget %d of %d, which counts nothing", ErrInvalid, sh.Budget, len(r.Budgets))
+		}
+		for _, h := range sh.Holders {
+			if h.TPM < 0 || h.ID == "" {
+				return fmt.Errorf("%w: guarantee %q of %d tokens", ErrInvalid, h.ID, h.TPM)
+			}
 		}
 	}
 	return nil

@@ -85,6 +85,41 @@ type Request struct {
 	// earlier denied attempt (Decision.Ticket). A waiting request passes it
 	// back on every retry; see Decision.Ticket.
 	Ticket string
+	// Shares, when set, are the guaranteed shares of one budget of the
+	// request (a model pool): see Shares.
+	Shares *Shares
+}
+
+// Shares are the guaranteed floors inside one budget, normally a model
+// pool: tenants that hold a guarantee of g tokens per window in the pool.
+//
+// The rule: a request is admitted to the shared budget only if, after it,
+// the budget's tokens in the window plus the unused part of every OTHER
+// holder's guarantee still fit its TPM:
+//
+//	T_pool + tokens + sum over holders h other than the requester of max(0, g_h - T_h) <= TPM
+//
+// where T_h is what holder h has used in the pool in the current window
+// (its own budget in the request's tag with ID h.ID, tracked). So nobody
+// can borrow the part of a guarantee its holder is not using, while
+// everything else (idle capacity, and a holder's usage above its floor) is
+// first come, first served up to each tenant's own caps. A holder that is
+// still within its own guarantee is also not held back by the budget's
+// wait queue: that capacity is its own. Guarantees must not sum to more
+// than the budget's TPM (CheckTenants enforces it).
+type Shares struct {
+	// Budget is the index in Request.Budgets of the shared budget.
+	Budget int
+	// Holders are every guarantee in the budget's tag, the requester's own
+	// included (it is found by ID among the request's budgets).
+	Holders []Holder
+}
+
+// Holder is one guarantee: the ID of the holder's budget in the shared
+// budget's tag (e.g. "t:search"), and its guaranteed tokens per window.
+type Holder struct {
+	ID  string
+	TPM int64
 }
 
 // Decision is the outcome of Admit.
@@ -134,6 +169,11 @@ type Lease struct {
 	// it notices the closed connection, and a slot freed before then would
 	// let one more request reach an upstream still at its limit.
 	Linger time.Duration
+	// Void, when set, makes Settle undo the admission entirely: the tokens
+	// and the request are both refunded. It is for a request that was
+	// admitted in one tag and then refused in another, so never left the
+	// gateway.
+	Void bool
 	// Store names the store that admitted the lease ("redis", "memory",
 	// "local"), so that a settle after a fail-open switch goes back to the
 	// counters that were charged and nothing is charged twice.

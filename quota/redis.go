@@ -102,6 +102,8 @@ var (
 	renewLua string
 	//go:embed cancel.lua
 	cancelLua string
+	//go:embed usage.lua
+	usageLua string
 
 	// redis.Script runs EVALSHA and falls back to EVAL (which also caches
 	// the script) when the server answers NOSCRIPT: one round trip in the
@@ -110,6 +112,7 @@ var (
 	settleScript = redis.NewScript(windowLua + settleLua)
 	renewScript  = redis.NewScript(renewLua)
 	cancelScript = redis.NewScript(cancelLua)
+	usageScript  = redis.NewScript(usageLua)
 )
 
 // rediser is the part of a go-redis client the store uses: scripts only.
@@ -169,7 +172,7 @@ func (s *RedisStore) Admit(ctx context.Context, r Request) (Decision, error) {
 	}
 	n := 0
 	for _, b := range r.Budgets {
-		if isLimited(b.Limits) {
+		if b.counted() {
 			n++
 		}
 	}
@@ -178,18 +181,29 @@ func (s *RedisStore) Admit(ctx context.Context, r Request) (Decision, error) {
 	}
 	idx := make([]int, 0, n) // script budget i -> r.Budgets index
 	keys := make([]string, 3, 3+keysPerBudget*n)
-	args := make([]any, 9, 9+4*n)
+	args := make([]any, 11, 11+6*n)
 	var tag string
+	shared := 0
 	for i, b := range r.Budgets {
-		if !isLimited(b.Limits) {
+		if !b.counted() {
 			continue
 		}
 		tag = b.Tag
 		idx = append(idx, i)
+		if r.Shares != nil && r.Shares.Budget == i {
+			shared = len(idx)
+		}
 		bk := s.keys.budget(b.Tag, b.ID)
 		keys = append(keys, bk[:]...)
-		args = append(args, b.Limits.TPM, b.Limits.RPM, b.Limits.Concurrency, b.Limits.TokensPerDay)
+		args = append(args, b.ID, b.Limits.TPM, b.Limits.RPM, b.Limits.Concurrency, b.Limits.TokensPerDay, oneIf(b.Track))
 	}
+	if shared > 0 {
+		for _, h := range r.Shares.Holders {
+			keys = append(keys, s.keys.budget(tag, h.ID)[keyWindow])
+			args = append(args, h.ID, h.TPM)
+		}
+	}
+	args[9], args[10] = n, shared
 	tk := s.keys.tag(tag)
 	keys[0], keys[1], keys[2] = tk.leases, tk.tickets, tk.ticketInfo
 	id := newID()
@@ -280,7 +294,7 @@ func (s *RedisStore) Settle(ctx context.Context, l Lease, actualTokens int64) er
 	}
 	n := 0
 	for _, b := range l.Budgets {
-		if isLimited(b.Limits) {
+		if b.counted() {
 			n++
 		}
 	}
@@ -288,17 +302,18 @@ func (s *RedisStore) Settle(ctx context.Context, l Lease, actualTokens int64) er
 		return nil
 	}
 	keys := make([]string, 1, 1+3*n)
-	args := make([]any, 6, 6+3*n)
+	args := make([]any, 7, 7+3*n)
 	for _, b := range l.Budgets {
-		if !isLimited(b.Limits) {
+		if !b.counted() {
 			continue
 		}
 		bk := s.keys.budget(l.Tag, b.ID)
 		keys = append(keys, bk[keyWindow], bk[keyDay], bk[keyConc])
-		args = append(args, oneIf(b.Limits.TPM > 0 || b.Limits.RPM > 0), oneIf(b.Limits.TokensPerDay > 0), oneIf(b.Limits.Concurrency > 0))
+		args = append(args, oneIf(b.countsWindow()), oneIf(b.countsDay()), oneIf(b.countsConc()))
 	}
 	keys[0] = s.keys.tag(l.Tag).leases
 	args[0], args[1], args[2], args[3], args[4], args[5] = l.ID, l.At, actualTokens-l.Tokens, s.width, s.buckets, max(l.Linger.Milliseconds(), 0)
+	args[6] = oneIf(l.Void)
 
 	cctx, cancel := context.WithTimeout(ctx, s.set.timeout)
 	defer cancel()
@@ -320,7 +335,7 @@ func oneIf(b bool) int {
 func (s *RedisStore) Renew(ctx context.Context, l Lease, ttl time.Duration) error {
 	var keys []string
 	for _, b := range l.Budgets {
-		if b.Limits.Concurrency > 0 {
+		if b.countsConc() {
 			keys = append(keys, s.keys.budget(l.Tag, b.ID)[keyConc])
 		}
 	}
@@ -415,4 +430,21 @@ func (s *RedisStore) ReleaseOrphans(ctx context.Context) int {
 		done++
 	}
 	return done
+}
+
+var _ UsageReader = (*RedisStore)(nil)
+
+// Usage reads b's counters in one read-only script call.
+func (s *RedisStore) Usage(ctx context.Context, b Budget) (Usage, error) {
+	bk := s.keys.budget(b.Tag, b.ID)
+	cctx, cancel := context.WithTimeout(ctx, s.set.timeout)
+	defer cancel()
+	v, err := usageScript.Run(cctx, s.client, []string{bk[keyWindow], bk[keyDay], bk[keyConc]}, s.width, s.buckets).Int64Slice()
+	if err != nil {
+		return Usage{}, s.fail(ctx, "usage", err)
+	}
+	if len(v) != 4 {
+		return Usage{}, fmt.Errorf("quota: redis usage: reply has %d values, want 4", len(v))
+	}
+	return Usage{WindowTokens: v[0], WindowRequests: v[1], DayTokens: v[2], InFlight: v[3]}, nil
 }

@@ -9,7 +9,8 @@
 -- ARGV[4] bucket width, ms   ARGV[5] buckets in the window
 -- ARGV[6] linger, ms: keep the concurrency slots this long instead of
 --         releasing them (0: release now)
--- then per budget i, at base = 6 + 3*(i-1): window? day? concurrency? (1/0)
+-- ARGV[7] void (1/0): undo the admission, the request included
+-- then per budget i, at base = 7 + 3*(i-1): window? day? concurrency? (1/0)
 --
 -- Returns 1 when the counters were adjusted, 0 when the lease was already
 -- settled (or is older than the retention of :leases): a second Settle
@@ -33,12 +34,14 @@ local nb = (#KEYS - 1) / 3
 -- counters. This holds even when the concurrency slot already expired,
 -- which is why the slot itself cannot be the marker.
 local linger = tonumber(ARGV[6])
+local dr = 0
+if ARGV[7] == '1' then dr = -1 end
 -- An admission whose reply was lost is settled without its time: take the
 -- one the admission recorded.
 if at == 0 then at = tonumber(redis.call('ZSCORE', KEYS[1], lease)) or now end
 local first = redis.call('ZREM', KEYS[1], lease)
 for i = 1, nb do
-  if ARGV[6 + 3 * (i - 1) + 3] == '1' then
+  if ARGV[7 + 3 * (i - 1) + 3] == '1' then
     local ck = KEYS[1 + 3 * (i - 1) + 3]
     if linger > 0 then
       -- XX: only a slot still held lingers; an expired one stays gone.
@@ -48,12 +51,12 @@ for i = 1, nb do
     end
   end
 end
-if first == 0 or delta == 0 then return first end
+if first == 0 or (delta == 0 and dr == 0) then return first end
 
 
 local today = math.floor(now / DAY)
 for i = 1, nb do
-  local k, a = 1 + 3 * (i - 1), 6 + 3 * (i - 1)
+  local k, a = 1 + 3 * (i - 1), 7 + 3 * (i - 1)
   if ARGV[a + 1] == '1' then
     -- Window: adjust the bucket that was charged while it still counts;
     -- once it has left the window only an overrun is charged, to the
@@ -67,6 +70,12 @@ for i = 1, nb do
       local cur = tonumber(redis.call('HGET', wk, 't' .. s(b))) or 0
       local nv = math.max(cur + delta, 0)
       T = T + nv - cur
+      if dr ~= 0 then
+        local rc = tonumber(redis.call('HGET', wk, 'r' .. s(b))) or 0
+        local rv = math.max(rc + dr, 0)
+        R = R + rv - rc
+        redis.call('HSET', wk, 'r' .. s(b), s(rv))
+      end
       redis.call('HSET', wk, 't' .. s(b), s(nv), 'lo', s(lo), 'T', s(T), 'R', s(R))
       redis.call('PEXPIRE', wk, s((N + 2) * width))
     elseif redis.call('EXISTS', wk) == 1 then
