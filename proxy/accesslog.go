@@ -32,6 +32,7 @@ func (g *Gateway) finish(ctx context.Context, ex *exchange) {
 		slog.String("request_id", ex.id),
 		slog.String("operation", string(ex.route.Operation)),
 		slog.String("model", ex.route.ModelID),
+		slog.String("tenant", ex.tenantID()),
 		slog.Int("status", ex.status),
 		slog.Float64("latency_ms", ms(time.Since(ex.start))),
 	)
@@ -52,8 +53,8 @@ func (g *Gateway) finish(ctx context.Context, ex *exchange) {
 		}
 		attrs = append(attrs, slog.Int("est_input_tokens", est), slog.Int("max_tokens", ex.req.MaxTokens))
 	}
-	if ex.lease != nil {
-		attrs = append(attrs, slog.Int64("reserved_tokens", ex.lease.Tokens), slog.Int64("charged_tokens", ex.charged))
+	if len(ex.leases) > 0 {
+		attrs = append(attrs, slog.Int64("reserved_tokens", ex.plan.reserved), slog.Int64("charged_tokens", ex.charged))
 		if ex.waited > time.Millisecond {
 			attrs = append(attrs, slog.Float64("quota_wait_ms", ms(ex.waited)))
 		}

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/quotagate/quotagate/quota"
+	"github.com/quotagate/quotagate/telemetry"
 )
 
 // Defaults for admission; see the Gateway fields.
@@ -39,9 +40,17 @@ const (
 // budgetPlan is what admission decided to charge for one request.
 type budgetPlan struct {
 	model    quota.ModelBudget
-	budget   quota.Budget
 	reserved int64
 	rawInput int // the uncalibrated estimate, for calibration feedback
+	// steps are the admissions to make, one per hash tag, all or none: the
+	// tenant's budget over all models ("*") first, when it has one, then
+	// the model pool with the tenant's share of it. The pool step is last
+	// because it is the contended one: a "*" step that the pool refuses is
+	// voided, which costs only the tenant's own budget a round trip.
+	steps []quota.Request
+	// pool is the pool step's first budget, the one metrics and spans
+	// name.
+	pool quota.Budget
 }
 
 // admit reserves the request's tokens in every budget that applies, waiting
@@ -56,26 +65,21 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 	if cfg == nil {
 		return true
 	}
-	mb, ok := cfg.Model(quota.PoolID(ex.route.ModelID))
-	if !ok {
-		return true // no budget names this model: unlimited
-	}
+	pool := quota.PoolID(ex.route.ModelID)
+	mb, _ := cfg.Model(pool) // an unlisted model has no pool limits, but the tenant's usage is still counted
 	plan, err := g.plan(r.Context(), ex, mb)
 	if err != nil {
 		g.fail(w, ex, err)
 		return false
 	}
 	ex.plan = plan
-	if plan.budget.Limits.IsZero() {
-		return true
-	}
 
 	ctx, span := g.tracer().Start(r.Context(), "quota.admit", trace.WithAttributes(
-		attribute.String("quota.pool", plan.budget.Tag),
+		attribute.String("quota.pool", pool),
+		telemetry.Tenant.String(ex.tenantID()),
 		attribute.Int64("quota.reserved_tokens", plan.reserved),
 	))
 	defer span.End()
-	req := quota.Request{Budgets: []quota.Budget{plan.budget}, Tokens: plan.reserved, LeaseTTL: g.leaseTTL()}
 	deadline := time.Now().Add(g.MaxWait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -84,9 +88,8 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 	var storeTime time.Duration
 	for attempt := 1; ; attempt++ {
 		t0 := time.Now()
-		d, err := g.Quota.Admit(ctx, req)
+		d, err := g.admitSteps(ctx, ex, plan.steps)
 		storeTime += time.Since(t0)
-		g.Metrics.store(ctx, "admit", time.Since(t0), err)
 		span.SetAttributes(attribute.Int("quota.attempts", attempt), attribute.Float64("quota.store_ms", ms(storeTime)))
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
@@ -97,10 +100,9 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 			g.fail(w, ex, fmt.Errorf("%w: %w", errBudgetStore, err))
 			return false
 		}
-		g.Metrics.decision(ctx, plan.budget, d)
+		g.Metrics.decision(ctx, plan.pool, d)
 		if d.Allowed {
 			span.SetAttributes(attribute.String("quota.decision", "admitted"))
-			ex.lease = &d.Lease
 			ex.waited = time.Since(waitStart)
 			g.Metrics.waited(ctx, ex.waited, true)
 			setRateLimitHeaders(w.Header(), d)
@@ -109,18 +111,18 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 		}
 		span.SetAttributes(attribute.String("quota.decision", "denied"), attribute.String("quota.dimension", string(d.Dimension)), attribute.String("quota.scope", d.Scope))
 		if d.RetryAfter < 0 {
+			g.cancelTickets(r.Context(), plan.steps)
 			g.fail(w, ex, fmt.Errorf("%w: the request reserves %d tokens, more than the whole %s budget of %s allows; lower max tokens or the input",
 				errOverCap, plan.reserved, d.Dimension, d.Scope))
 			return false
 		}
-		req.Ticket = d.Ticket
 		sleep := d.RetryAfter
 		if sleep <= 0 {
 			sleep = pollInterval
 		}
 		sleep = min(sleep, maxPoll)
 		if now := time.Now(); now.Add(d.RetryAfter).After(deadline) || now.Add(sleep).After(deadline) {
-			g.cancelTicket(r.Context(), plan.budget.Tag, req.Ticket)
+			g.cancelTickets(r.Context(), plan.steps)
 			g.Metrics.waited(ctx, time.Since(waitStart), false)
 			g.fail(w, ex, &throttleError{scope: d.Scope, dim: d.Dimension, retryAfter: max(d.RetryAfter, pollInterval)})
 			return false
@@ -130,16 +132,67 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			g.cancelTicket(r.Context(), plan.budget.Tag, req.Ticket)
+			g.cancelTickets(r.Context(), plan.steps)
 			ex.status, ex.err = statusClientClosed, ctx.Err()
 			return false
 		}
 	}
 }
 
-// plan applies the per-request caps and computes the reservation:
-// estimated input + max output tokens x burndown, as Bedrock itself counts a
-// request against its quota when it starts.
+// admitSteps makes the plan's admissions in order. All admitted: the leases
+// are on ex and the decision carries the tightest headroom. One denied:
+// the steps admitted before it are voided, its ticket is kept in steps for
+// the next attempt, and its decision is returned. An error voids likewise.
+func (g *Gateway) admitSteps(ctx context.Context, ex *exchange, steps []quota.Request) (quota.Decision, error) {
+	leases := make([]quota.Lease, 0, len(steps))
+	undo := func() {
+		for _, l := range leases {
+			l.Void = true
+			g.settleLease(ctx, l, 0)
+		}
+	}
+	var out quota.Decision
+	for i := range steps {
+		t0 := time.Now()
+		d, err := g.Quota.Admit(ctx, steps[i])
+		g.Metrics.store(ctx, "admit", time.Since(t0), err)
+		if err != nil {
+			undo()
+			return d, err
+		}
+		if !d.Allowed {
+			steps[i].Ticket = d.Ticket
+			undo()
+			return d, nil
+		}
+		steps[i].Ticket = ""
+		leases = append(leases, d.Lease)
+		if i == 0 {
+			out = d
+			continue
+		}
+		out.RemainingTokens = tighter(out.RemainingTokens, d.RemainingTokens)
+		out.RemainingRequests = tighter(out.RemainingRequests, d.RemainingRequests)
+		out.ResetTokens = max(out.ResetTokens, d.ResetTokens)
+	}
+	ex.leases = leases
+	return out, nil
+}
+
+// tighter is the smaller headroom, where -1 means unlimited.
+func tighter(a, b int64) int64 {
+	switch {
+	case a < 0:
+		return b
+	case b < 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// plan applies the per-request caps, computes the reservation (estimated
+// input + max output tokens x burndown, as Bedrock itself counts a request
+// against its quota when it starts) and lays out the admissions.
 func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget) (budgetPlan, error) {
 	maxOut := mb.MaxOutput(ex.req.MaxTokens, ex.req.MaxTokensSet)
 	if mb.MaxOutputTokens > 0 && maxOut > mb.MaxOutputTokens {
@@ -155,20 +208,39 @@ func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget) 
 		return budgetPlan{}, fmt.Errorf("%w: the input is about %d tokens; the limit for %s is %d", errOverCap, input, ex.route.ModelID, mb.MaxInputTokens)
 	}
 	ex.estInput = input
-	if r := mb.Reservation(input, maxOut); r > quota.MaxTokens {
-		return budgetPlan{}, fmt.Errorf("%w: the request reserves %d tokens; lower max tokens", errOverCap, r)
+	reserved := mb.Reservation(input, maxOut)
+	if reserved > quota.MaxTokens {
+		return budgetPlan{}, fmt.Errorf("%w: the request reserves %d tokens; lower max tokens", errOverCap, reserved)
 	}
-	return budgetPlan{
-		model:    mb,
-		reserved: mb.Reservation(input, maxOut),
-		rawInput: raw,
-		budget: quota.Budget{
-			Scope:  "model=" + quota.PoolID(ex.route.ModelID),
-			Tag:    quota.PoolID(ex.route.ModelID),
-			ID:     "pool",
-			Limits: mb.Limits,
-		},
-	}, nil
+	plan := budgetPlan{model: mb, reserved: reserved, rawInput: raw}
+	pool := quota.PoolID(ex.route.ModelID)
+	tenantID := ex.tenantID()
+	plan.pool = quota.PoolBudget(pool, mb.Limits)
+	var mine quota.TenantBudget
+	if ex.tenant != nil {
+		mine, _ = ex.tenant.Budget(pool)
+		if all, ok := ex.tenant.Budget(quota.AllModels); ok && !all.Limits.IsZero() {
+			plan.steps = append(plan.steps, quota.Request{
+				Budgets: []quota.Budget{quota.TenantAllBudget(tenantID, all.Limits)}, Tokens: reserved, LeaseTTL: g.leaseTTL(),
+			})
+		}
+	}
+	step := quota.Request{
+		Budgets:  []quota.Budget{plan.pool, quota.TenantPoolBudget(tenantID, pool, mine.Limits)},
+		Tokens:   reserved,
+		LeaseTTL: g.leaseTTL(),
+	}
+	if ex.dir != nil {
+		if gs := ex.dir.Guarantees(pool); len(gs) > 0 {
+			sh := &quota.Shares{Budget: 0, Holders: make([]quota.Holder, len(gs))}
+			for i, gu := range gs {
+				sh.Holders[i] = quota.Holder{ID: quota.TenantPoolBudget(gu.Tenant, pool, quota.Limits{}).ID, TPM: gu.TPM}
+			}
+			step.Shares = sh
+		}
+	}
+	plan.steps = append(plan.steps, step)
+	return plan, nil
 }
 
 // estimateInput is the input-token figure reservations use: exact from
@@ -187,10 +259,11 @@ func (g *Gateway) estimateInput(ctx context.Context, ex *exchange, raw int) int 
 	return raw
 }
 
-// startRenewal keeps a concurrency lease alive while a long request runs.
-// The goroutine belongs to the exchange: settle stops it and waits for it.
+// startRenewal keeps the concurrency leases alive while a long request
+// runs. The goroutine belongs to the exchange: settle stops it and waits
+// for it.
 func (g *Gateway) startRenewal(ex *exchange) {
-	if ex.lease == nil || ex.plan.budget.Limits.Concurrency == 0 {
+	if len(ex.leases) == 0 {
 		return
 	}
 	ttl := g.leaseTTL()
@@ -204,11 +277,13 @@ func (g *Gateway) startRenewal(ex *exchange) {
 			case <-stop:
 				return
 			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-				t0 := time.Now()
-				err := g.Quota.Renew(ctx, *ex.lease, ttl)
-				cancel()
-				g.Metrics.store(context.Background(), "renew", time.Since(t0), err)
+				for _, l := range ex.leases {
+					ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+					t0 := time.Now()
+					err := g.Quota.Renew(ctx, l, ttl)
+					cancel()
+					g.Metrics.store(context.Background(), "renew", time.Since(t0), err)
+				}
 			}
 		}
 	})
@@ -226,26 +301,37 @@ func (g *Gateway) settle(ctx context.Context, ex *exchange) {
 		actualIn := ex.usage.InputTokens + ex.usage.CacheReadInputTokens + ex.usage.CacheWriteInputTokens
 		g.Metrics.estimate(ctx, ex.route.ModelID, g.Calibrator.Observe(ex.route.ModelID, ex.plan.rawInput, actualIn))
 	}
-	if ex.lease == nil {
+	if len(ex.leases) == 0 {
 		return
 	}
 	actual := g.actualTokens(ex)
 	ex.charged = actual
-	if ex.requestWritten.Load() && !ex.completed && !ex.upstreamEnded && ex.upstreamStatus < 300 {
-		ex.lease.Linger = abandonLinger
+	linger := ex.requestWritten.Load() && !ex.completed && !ex.upstreamEnded && ex.upstreamStatus < 300
+	for _, l := range ex.leases {
+		if linger {
+			l.Linger = abandonLinger
+		}
+		if g.settleLease(ctx, l, actual) {
+			g.Metrics.settled(ctx, l.Budgets[0].Scope, l.Tokens, actual)
+		}
 	}
+}
+
+// settleLease settles one lease, detached from the caller's cancellation
+// and bounded in time. On failure the reservation stays charged
+// (conservative) and the lease expires by its TTL: nothing is
+// under-counted.
+func (g *Gateway) settleLease(ctx context.Context, l quota.Lease, actual int64) bool {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	t0 := time.Now()
-	err := g.Quota.Settle(sctx, *ex.lease, actual)
+	err := g.Quota.Settle(sctx, l, actual)
 	g.Metrics.store(sctx, "settle", time.Since(t0), err)
 	if err != nil {
-		// The reservation stays charged (conservative) and the lease
-		// expires by its TTL: nothing is under-counted.
-		g.logger().WarnContext(ctx, "settle failed; reservation stays charged", "request_id", ex.id, "error", err)
-		return
+		g.logger().WarnContext(ctx, "settle failed; reservation stays charged", "lease", l.ID, "scope", l.Budgets[0].Scope, "error", err)
+		return false
 	}
-	g.Metrics.settled(sctx, ex.plan.budget.Scope, ex.lease.Tokens, actual)
+	return true
 }
 
 // actualTokens is what the request cost against the budget: input +
@@ -263,17 +349,21 @@ func (g *Gateway) actualTokens(ex *exchange) int64 {
 	case ex.upstreamStatus >= 300:
 		return 0
 	default:
-		return ex.lease.Tokens
+		return ex.plan.reserved
 	}
 }
 
-func (g *Gateway) cancelTicket(ctx context.Context, tag, ticket string) {
-	if ticket == "" {
-		return
+// cancelTickets gives up every wait-queue place the request holds.
+func (g *Gateway) cancelTickets(ctx context.Context, steps []quota.Request) {
+	for i, st := range steps {
+		if st.Ticket == "" {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		_ = g.Quota.Cancel(cctx, st.Budgets[0].Tag, st.Ticket) // an unremoved ticket expires by itself
+		cancel()
+		steps[i].Ticket = ""
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-	defer cancel()
-	_ = g.Quota.Cancel(cctx, tag, ticket) // an unremoved ticket expires by itself
 }
 
 func (g *Gateway) leaseTTL() time.Duration {

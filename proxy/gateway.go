@@ -84,6 +84,16 @@ type Gateway struct {
 
 var _ http.Handler = (*Gateway)(nil)
 
+// tenantID names the caller in budgets, spans, metrics and logs; it is
+// empty until the caller is authenticated (a refused request has no
+// tenant).
+func (ex *exchange) tenantID() string {
+	if ex.tenant == nil {
+		return ""
+	}
+	return ex.tenant.ID
+}
+
 // exchange is the state of one request as it moves through ServeHTTP. The
 // access log line, the span attributes and (with budgets) the settlement are
 // all read from it when the request ends, whichever way it ends.
@@ -107,7 +117,9 @@ type exchange struct {
 	plan           budgetPlan
 	estInput       int  // the input estimate admission used
 	exactInput     bool // estInput came from CountTokens
-	lease          *quota.Lease
+	tenant         *tenant.Tenant    // who is calling; nil before authentication
+	dir            *tenant.Directory // the tenants in force for this request
+	leases         []quota.Lease     // one per admission step, all settled at the end
 	charged        int64 // tokens charged at settle
 	waited         time.Duration
 	stopRenewal    func()

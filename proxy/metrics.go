@@ -53,9 +53,9 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		}
 	}
 	var e error
-	m.requests, e = meter.Int64Counter("quotagate.requests", metric.WithDescription("Bedrock Runtime calls answered, by operation, model and status."))
+	m.requests, e = meter.Int64Counter("quotagate.requests", metric.WithDescription("Bedrock Runtime calls answered, by operation, model, tenant and status."))
 	must(e)
-	m.tokens, e = meter.Int64Counter("quotagate.tokens", metric.WithDescription("Tokens Bedrock reported, by model and type (input, output, cache_read, cache_write)."))
+	m.tokens, e = meter.Int64Counter("quotagate.tokens", metric.WithDescription("Tokens Bedrock reported, by model, tenant and type (input, output, cache_read, cache_write)."))
 	must(e)
 	m.decisions, e = meter.Int64Counter("quotagate.quota.decisions", metric.WithDescription("Admission decisions, by budget scope, dimension that denied, and decision."))
 	must(e)
@@ -122,13 +122,14 @@ func (m *Metrics) request(ctx context.Context, ex *exchange) {
 	m.requests.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("operation", string(ex.route.Operation)),
 		attribute.String("model", ex.route.ModelID),
+		attribute.String("tenant", ex.tenantID()),
 		attribute.Int("status", ex.status)))
 	if !ex.usage.Known {
 		return
 	}
 	for typ, n := range map[string]int{"input": ex.usage.InputTokens, "output": ex.usage.OutputTokens, "cache_read": ex.usage.CacheReadInputTokens, "cache_write": ex.usage.CacheWriteInputTokens} {
 		if n > 0 {
-			m.tokens.Add(ctx, int64(n), metric.WithAttributes(attribute.String("model", ex.route.ModelID), attribute.String("type", typ)))
+			m.tokens.Add(ctx, int64(n), metric.WithAttributes(attribute.String("model", ex.route.ModelID), attribute.String("tenant", ex.tenantID()), attribute.String("type", typ)))
 		}
 	}
 }

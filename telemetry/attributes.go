@@ -32,6 +32,8 @@ var ProviderAWSBedrock = semconv.GenAIProviderNameAWSBedrock
 const (
 	// RequestID is the gateway's own id for a request, also in the access log.
 	RequestID = attribute.Key("quotagate.request_id")
+	// Tenant is the calling tenant's id (never a key or secret).
+	Tenant = attribute.Key("quotagate.tenant")
 	// Operation is the Bedrock Runtime operation (InvokeModel, ConverseStream, ...).
 	Operation = attribute.Key("aws.bedrock.operation")
 	// BodyFamily is the request body format (anthropic, meta, converse, ...).
