@@ -115,12 +115,12 @@ type exchange struct {
 
 	body           []byte
 	plan           budgetPlan
-	estInput       int  // the input estimate admission used
-	exactInput     bool // estInput came from CountTokens
+	estInput       int               // the input estimate admission used
+	exactInput     bool              // estInput came from CountTokens
 	tenant         *tenant.Tenant    // who is calling; nil before authentication
 	dir            *tenant.Directory // the tenants in force for this request
 	leases         []quota.Lease     // one per admission step, all settled at the end
-	charged        int64 // tokens charged at settle
+	charged        int64             // tokens charged at settle
 	waited         time.Duration
 	stopRenewal    func()
 	upstreamCalled bool
