@@ -29,6 +29,12 @@ type Config struct {
 	// file (and as Bedrock's API names the model, decoded: ':' not %3A).
 	// Never nil after ParseConfig.
 	Models map[string]ModelBudget
+	// Tenants are the tenants defined in the file, by tenant id. Never nil
+	// after ParseConfig; empty means the file defines none (the run-time
+	// tenants of the admin API may still apply). Like the rest of Config,
+	// the map and every TenantConfig in it are shared and must not be
+	// modified.
+	Tenants map[string]TenantConfig
 }
 
 // ModelBudget is one model pool's budget and per-request caps.
@@ -174,17 +180,46 @@ func LoadConfig(path string) (*Config, error) {
 // string, and neither is what the writer meant. YAML anchors, aliases and
 // merge keys (<<: *anchor) work, so that models can share limits.
 func ParseConfig(data []byte) (*Config, error) {
-	cfg := &Config{Models: map[string]ModelBudget{}}
+	cfg := &Config{Models: map[string]ModelBudget{}, Tenants: map[string]TenantConfig{}}
+	root, trailing, syntax := decodeOne(data, "the budgets file")
+	if syntax != nil {
+		return nil, errors.Join(syntax)
+	}
+	var p configParser
+	p.document(root, cfg)
+	if trailing != nil {
+		p.errs = append(p.errs, trailing)
+	}
+	// A pool whose own budget is invalid has unknown limits: checking
+	// guarantees against them would only add misleading errors.
+	skip := func(pool string) bool {
+		if _, listed := cfg.Models[pool]; listed {
+			return false
+		}
+		return p.badModels[pool] || p.badDefault
+	}
+	p.errs = append(p.errs, checkTenants(cfg, cfg.Tenants, p.sites, skip)...)
+	if err := joinConfigErrors(p.errs); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// decodeOne decodes data that must hold a single YAML document and returns
+// its root, nil or a null node when the document is empty (or only
+// comments). A second document with content is returned as trailing, to be
+// reported after the first document's own problems; what names the input
+// in that message. A syntax error in the first document is returned alone,
+// as there is nothing else to check.
+func decodeOne(data []byte, what string) (root *yaml.Node, trailing, syntax *ConfigError) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) { // empty, or only comments
-			return cfg, nil
+			return nil, nil, nil
 		}
-		return nil, errors.Join(yamlSyntaxError(err))
+		return nil, nil, yamlSyntaxError(err)
 	}
-	var p configParser
-	p.document(&doc, cfg)
 	for {
 		var extra yaml.Node
 		err := dec.Decode(&extra)
@@ -192,24 +227,17 @@ func ParseConfig(data []byte) (*Config, error) {
 			break
 		}
 		if err != nil {
-			p.errs = append(p.errs, yamlSyntaxError(err))
+			trailing = yamlSyntaxError(err)
 			break
 		}
 		// A trailing "---" with nothing after it is harmless; a second
 		// document with content would be silently ignored otherwise.
-		if root := yamlRoot(&extra); !yamlIsNull(root) {
-			p.add(root, "", "a second YAML document: the budgets file must hold one document")
+		if r := yamlRoot(&extra); !yamlIsNull(r) {
+			trailing = &ConfigError{Line: r.Line, Msg: "a second YAML document: " + what + " must hold one document"}
 			break
 		}
 	}
-	if len(p.errs) > 0 {
-		errs := make([]error, len(p.errs))
-		for i, e := range p.errs {
-			errs[i] = e
-		}
-		return nil, errors.Join(errs...)
-	}
-	return cfg, nil
+	return yamlRoot(&doc), trailing, nil
 }
 
 // yamlLineRE picks the line out of yaml.v3's syntax errors, which read
@@ -227,7 +255,7 @@ func yamlSyntaxError(err error) *ConfigError {
 
 // Field names of the file, for "did you mean" in unknown-field errors.
 var (
-	configTopFields    = []string{"default_model", "models"}
+	configTopFields    = []string{"default_model", "models", "tenants"}
 	configBudgetFields = []string{"tpm", "rpm", "concurrency", "tokens_per_day", "max_input_tokens", "max_output_tokens", "output_burndown", "default_max_tokens"}
 )
 
@@ -240,6 +268,12 @@ const maxConfigCount = 1<<53 - 1
 // its line and field path.
 type configParser struct {
 	errs []*ConfigError
+	// sites locates tenants' credentials and guarantees for checkTenants.
+	sites map[string]tenantSite
+	// badModels are the listed pools whose budget has a problem, and
+	// badDefault is set when default_model has one.
+	badModels  map[string]bool
+	badDefault bool
 }
 
 func (p *configParser) add(n *yaml.Node, path, format string, args ...any) {
@@ -250,13 +284,12 @@ func (p *configParser) add(n *yaml.Node, path, format string, args ...any) {
 	p.errs = append(p.errs, e)
 }
 
-func (p *configParser) document(doc *yaml.Node, cfg *Config) {
-	root := yamlRoot(doc)
+func (p *configParser) document(root *yaml.Node, cfg *Config) {
 	if yamlIsNull(root) {
 		return
 	}
 	if root.Kind != yaml.MappingNode {
-		p.add(root, "", "the budgets file must be a mapping with default_model and models, got %s", yamlDescribe(root))
+		p.add(root, "", "the budgets file must be a mapping with default_model, models and tenants, got %s", yamlDescribe(root))
 		return
 	}
 	for _, e := range p.entries(root, "", true) {
@@ -268,16 +301,18 @@ func (p *configParser) document(doc *yaml.Node, cfg *Config) {
 			}
 			if b, ok := p.budget(v, "default_model"); ok {
 				cfg.Default = &b
+			} else {
+				p.badDefault = true
 			}
 		case "models":
 			p.models(yamlResolve(e.val), cfg)
-		// These sections are specified (ARCHITECTURE.md section 3) but not
+		case "tenants":
+			p.tenants(yamlResolve(e.val), cfg)
+		// This section is specified (ARCHITECTURE.md section 3) but not
 		// implemented: say so, rather than "unknown field", so that nobody
-		// believes tenants are being enforced.
+		// believes fallback routes are being followed.
 		case "routes":
 			p.add(e.key, "", "routes are not supported yet (they come with the fallback work); remove the routes section")
-		case "tenants":
-			p.add(e.key, "", "tenants are not supported yet (they come with the tenants work); remove the tenants section")
 		default:
 			p.unknownField(e.key, "", configTopFields)
 		}
@@ -304,6 +339,11 @@ func (p *configParser) models(n *yaml.Node, cfg *Config) {
 		}
 		if b, ok := p.budget(yamlResolve(e.val), path); ok {
 			cfg.Models[id] = b
+		} else {
+			if p.badModels == nil {
+				p.badModels = map[string]bool{}
+			}
+			p.badModels[id] = true
 		}
 	}
 }
@@ -617,9 +657,11 @@ func configEditDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// Canonical renders the config as a budgets file: model ids sorted and
-// quoted, every field written with its default filled in (0 means no limit
-// or no cap), no anchors or comments. Parsing it gives an equal Config. It
+// Canonical renders the config as a budgets file: model ids and tenant ids
+// sorted and quoted, every field written with its default filled in (0
+// means no limit or no cap), no anchors or comments. Tenants' credentials
+// appear as the file has them: key hashes, and the names of the variables
+// or files that hold access-key secrets. Parsing it gives an equal Config. It
 // shows what the gateway will enforce, e.g. for `gateway -check-config`, and
 // is the form the golden test compares.
 func (c *Config) Canonical() []byte {
@@ -628,17 +670,22 @@ func (c *Config) Canonical() []byte {
 		b.WriteString("default_model:\n")
 		writeCanonicalBudget(&b, "  ", *c.Default)
 	}
-	if c == nil || len(c.Models) == 0 {
-		b.WriteString("models: {}\n")
+	if c == nil {
+		b.WriteString("models: {}\ntenants: {}\n")
 		return b.Bytes()
 	}
-	b.WriteString("models:\n")
+	if len(c.Models) == 0 {
+		b.WriteString("models: {}\n")
+	} else {
+		b.WriteString("models:\n")
+	}
 	for _, id := range slices.Sorted(maps.Keys(c.Models)) {
 		// strconv.Quote's escapes are all valid in a YAML double-quoted
 		// scalar, so any id round-trips.
 		fmt.Fprintf(&b, "  %s:\n", strconv.Quote(id))
 		writeCanonicalBudget(&b, "    ", c.Models[id])
 	}
+	writeCanonicalTenants(&b, c.Tenants)
 	return b.Bytes()
 }
 

@@ -52,19 +52,23 @@ func TestParseConfigGood(t *testing.T) {
 		file        string
 		models      int
 		withDefault bool
+		tenants     int
 	}{
-		{"minimal.yaml", 1, false},
-		{"empty.yaml", 0, false},
-		{"commented_out.yaml", 0, false},
-		{"anchors.yaml", 2, true},
+		{"minimal.yaml", 1, false, 0},
+		{"empty.yaml", 0, false, 0},
+		{"commented_out.yaml", 0, false, 0},
+		{"anchors.yaml", 2, true, 0},
+		{"full.yaml", 8, true, 3},
+		{"tenants.yaml", 1, true, 5},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			c := mustLoadConfig(t, filepath.Join("testdata/good", tc.file))
-			if c.Models == nil {
-				t.Fatal("Models is nil, want an empty map")
+			if c.Models == nil || c.Tenants == nil {
+				t.Fatal("Models or Tenants is nil, want an empty map")
 			}
-			if len(c.Models) != tc.models || (c.Default != nil) != tc.withDefault {
-				t.Errorf("got %d models, default %t; want %d, %t", len(c.Models), c.Default != nil, tc.models, tc.withDefault)
+			if len(c.Models) != tc.models || (c.Default != nil) != tc.withDefault || len(c.Tenants) != tc.tenants {
+				t.Errorf("got %d models, default %t, %d tenants; want %d, %t, %d",
+					len(c.Models), c.Default != nil, len(c.Tenants), tc.models, tc.withDefault, tc.tenants)
 			}
 		})
 	}
@@ -156,7 +160,14 @@ func TestConfigCanonicalRoundTrip(t *testing.T) {
 			t.Errorf("%s: round trip: got %+v, want %+v", file, again, c)
 		}
 	}
-	odd := &Config{Models: map[string]ModelBudget{`quote"and\backslash`: {OutputBurndown: 1.5}}}
+	odd := &Config{
+		Models: map[string]ModelBudget{`quote"and\backslash`: {OutputBurndown: 1.5}},
+		Tenants: map[string]TenantConfig{"t": {
+			AccessKeys: []AccessKeyConfig{{ID: "QGAKEXAMPLE12345", SecretFile: `/run/with "quotes"`}},
+			Models:     []string{`anthropic.\*`},
+			Budgets:    map[string]TenantBudget{`quote"and\backslash`: {GuaranteedTPM: 0}},
+		}},
+	}
 	again, err := ParseConfig(odd.Canonical())
 	if err != nil || !reflect.DeepEqual(again, odd) {
 		t.Errorf("round trip of an id with escapes: got %+v, %v; want %+v", again, err, odd)
@@ -196,15 +207,20 @@ func TestParseConfigBad(t *testing.T) {
 		{"unknown_field_unlike.yaml", []string{`unknown field "burst" (known fields: tpm, rpm, concurrency, tokens_per_day, max_input_tokens, max_output_tokens, output_burndown, default_max_tokens)`}},
 		{"unknown_top_level.yaml", []string{`line 1: unknown field "modles" (did you mean "models"?)`}},
 		{"routes.yaml", []string{"line 4: routes are not supported yet"}},
-		{"tenants.yaml", []string{"line 1: tenants are not supported yet"}},
-		{"not_mapping.yaml", []string{"line 1: the budgets file must be a mapping with default_model and models, got a list"}},
-		{"scalar_document.yaml", []string{`must be a mapping with default_model and models, got the string "budgets"`}},
+		{"not_mapping.yaml", []string{"line 1: the budgets file must be a mapping with default_model, models and tenants, got a list"}},
+		{"scalar_document.yaml", []string{`must be a mapping with default_model, models and tenants, got the string "budgets"`}},
 		{"models_not_mapping.yaml", []string{"line 1: models: must be a mapping from model id to budget, got a list"}},
 		{"budget_not_mapping.yaml", []string{`line 2: models["anthropic.x"]: must be a mapping of limits (tpm, rpm, ...), got 400000`}},
 		{"default_model_invalid.yaml", []string{"line 2: default_model.tpm: must be a non-negative integer, got -1"}},
 		{"merge_not_mapping.yaml", []string{`models["anthropic.x"]: << must merge a mapping or a list of mappings, got 5`}},
 		{"syntax.yaml", []string{"invalid YAML", "line "}},
 		{"two_documents.yaml", []string{"line 5: a second YAML document: the budgets file must hold one document"}},
+	}
+	cases = append(cases, badTenantFixtures...)
+	cases = append(cases, []struct {
+		file string
+		want []string
+	}{
 		{"many.yaml", []string{
 			"line 3: default_model.rpm: must be a non-negative integer, got -1",
 			`line 6: models["anthropic.x"].tpm: must be a non-negative integer, got 1.5`,
@@ -214,7 +230,7 @@ func TestParseConfigBad(t *testing.T) {
 			`line 12: models["anthropic.y"]: unknown field "concurency" (did you mean "concurrency"?)`,
 			"line 13: routes are not supported yet",
 		}},
-	}
+	}...)
 	seen := map[string]bool{}
 	for _, tc := range cases {
 		seen[tc.file] = true
@@ -363,13 +379,16 @@ models:
   anthropic.claude-3-haiku-20240307-v1:0:
     tpm: -5
     tmp: 1000
-tenants: {}
+tenants:
+  search:
+    budgets:
+      "*": {tpm: -5}
 `))
 	fmt.Println(err)
 	// Output:
 	// line 4: models["anthropic.claude-3-haiku-20240307-v1:0"].tpm: must be a non-negative integer, got -5
 	// line 5: models["anthropic.claude-3-haiku-20240307-v1:0"]: unknown field "tmp" (did you mean "tpm"?)
-	// line 6: tenants are not supported yet (they come with the tenants work); remove the tenants section
+	// line 9: tenants["search"].budgets["*"].tpm: must be a non-negative integer, got -5
 }
 
 func mustLoadConfig(t *testing.T, path string) *Config {
