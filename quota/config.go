@@ -62,14 +62,15 @@ type ModelBudget struct {
 // id, else Default; ok is false when neither applies, and the model is then
 // unlimited. A nil Config has no budgets.
 //
-// Each requested id is its own pool unless it is listed: a cross-region
-// inference profile such as "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
-// or an ARN ending in "/foundation-model/<id>" or "/inference-profile/<id>",
-// is not folded into the pool of the bare model id: Bedrock itself keeps
-// separate quotas for on-demand and cross-region inference of one model, and
-// separate pools mirror them. List every id callers use, or rely on Default.
-// Keys of the form "id@upstream" are matched the same way, exactly as
-// requested.
+// id is a pool id, as PoolID gives it for a requested id: a
+// foundation-model or inference-profile ARN has already been reduced to the
+// id it names, because Bedrock counts both against the same quota. A
+// cross-region inference profile such as
+// "us.anthropic.claude-3-5-sonnet-20240620-v1:0" is not folded into the pool
+// of the bare model id: Bedrock itself keeps separate quotas for on-demand
+// and cross-region inference of one model, and separate pools mirror them.
+// List every id callers use, or rely on Default. Keys of the form
+// "id@upstream" are matched the same way, exactly.
 func (c *Config) Model(id string) (ModelBudget, bool) {
 	if c == nil {
 		return ModelBudget{}, false
