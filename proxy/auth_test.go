@@ -166,8 +166,10 @@ func TestAuthErrors(t *testing.T) {
 		wantMsg    string
 	}{
 		{
-			name:       "bearer key",
-			req:        func(t *testing.T) *http.Request { return withBearer(authRequest(t, haikuModel, otherSource), searchAPIKey) },
+			name: "bearer key",
+			req: func(t *testing.T) *http.Request {
+				return withBearer(authRequest(t, haikuModel, otherSource), searchAPIKey)
+			},
 			wantTenant: "search",
 		},
 		{
@@ -194,8 +196,10 @@ func TestAuthErrors(t *testing.T) {
 			wantTenant: "search",
 		},
 		{
-			name:     "unknown bearer key",
-			req:      func(t *testing.T) *http.Request { return withBearer(authRequest(t, haikuModel, otherSource), "qg-not-a-key") },
+			name: "unknown bearer key",
+			req: func(t *testing.T) *http.Request {
+				return withBearer(authRequest(t, haikuModel, otherSource), "qg-not-a-key")
+			},
 			wantType: bedrock.UnrecognizedClient, wantMsg: "The security token included in the request is invalid.",
 		},
 		{
@@ -260,8 +264,10 @@ func TestAuthErrors(t *testing.T) {
 			wantType: bedrock.IncompleteSignature, wantMsg: "Unsupported AWS 'algorithm': 'Basic'.",
 		},
 		{
-			name:     "bearer key, model not allowed",
-			req:      func(t *testing.T) *http.Request { return withBearer(authRequest(t, llamaModel, otherSource), searchAPIKey) },
+			name: "bearer key, model not allowed",
+			req: func(t *testing.T) *http.Request {
+				return withBearer(authRequest(t, llamaModel, otherSource), searchAPIKey)
+			},
 			wantType: bedrock.AccessDenied, wantMsg: `tenant "search" is not allowed to call model "` + llamaModel + `"`,
 		},
 		{
@@ -272,8 +278,10 @@ func TestAuthErrors(t *testing.T) {
 			wantType: bedrock.AccessDenied, wantMsg: `tenant "search" is not allowed to call model "` + llamaModel + `"`,
 		},
 		{
-			name:     "another tenant's model",
-			req:      func(t *testing.T) *http.Request { return withBearer(authRequest(t, haikuModel, otherSource), adsAPIKey) },
+			name: "another tenant's model",
+			req: func(t *testing.T) *http.Request {
+				return withBearer(authRequest(t, haikuModel, otherSource), adsAPIKey)
+			},
 			wantType: bedrock.AccessDenied, wantMsg: `tenant "ads" is not allowed to call model "` + haikuModel + `"`,
 		},
 	}
