@@ -529,3 +529,28 @@ func TestAuthErrorClasses(t *testing.T) {
 		t.Errorf("throttled 1.5 s: got Retry-After %d status %d, want 2 and 429", be.RetryAfter, be.Status())
 	}
 }
+
+// BenchmarkAuthenticate is the hot path of a gateway with tenants and a
+// failure limiter: a good bearer key and a good SigV4 signature, in
+// parallel, with no limiter call.
+func BenchmarkAuthenticate(b *testing.B) {
+	g := &Gateway{Tenants: staticSource{testTenants(b)}, AuthFailures: NewMemoryAuthLimiter(AuthLimitOptions{})}
+	for _, bc := range []struct {
+		name string
+		req  *http.Request
+	}{
+		{"bearer", withBearer(authRequest(b, haikuModel, otherSource), searchAPIKey)},
+		{"sigv4", withSigV4(b, authRequest(b, haikuModel, otherSource), searchKeyID, searchSecret, "us-east-1")},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := g.authenticate(bc.req.Context(), bc.req, []byte(converseBody)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
