@@ -1,0 +1,385 @@
+package tenant
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotagate/quotagate/quota"
+)
+
+func TestRegistryRevokeOnOtherReplica(t *testing.T) {
+	fileKey := "qg-file-key"
+	file := map[string]quota.TenantConfig{"search": {APIKeys: []string{HashAPIKey(fileKey)}}}
+	rs, _, _ := replicas(t, 2, file)
+	ctx := context.Background()
+
+	bearer, err := rs[0].IssueKey(ctx, "search", KeyBearer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigv4, err := rs[0].IssueKey(ctx, "search", KeySigV4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replica 2 knows both keys from its very next lookup: no waiting.
+	dir := rs[1].Current(ctx)
+	if tn, id, ok := dir.ByAPIKey(bearer.Secret); !ok || tn.ID != "search" || id != bearer.ID {
+		t.Fatalf("replica 2: issued bearer key: got %v, %q, %v", tn, id, ok)
+	}
+	if tn, secret, ok := dir.ByAccessKey(sigv4.ID); !ok || tn.ID != "search" || secret != sigv4.Secret {
+		t.Fatalf("replica 2: issued access key: got %v, %v", tn, ok)
+	}
+
+	for _, keyID := range []string{bearer.ID, sigv4.ID, APIKeyID(fileKey)} {
+		if err := rs[0].RevokeKey(ctx, "search", keyID); err != nil {
+			t.Fatalf("RevokeKey(%s): %v", keyID, err)
+		}
+	}
+	dir = rs[1].Current(ctx)
+	if _, _, ok := dir.ByAPIKey(bearer.Secret); ok {
+		t.Error("replica 2: a revoked issued bearer key still works")
+	}
+	if _, _, ok := dir.ByAccessKey(sigv4.ID); ok {
+		t.Error("replica 2: a revoked issued access key still works")
+	}
+	if _, _, ok := dir.ByAPIKey(fileKey); ok {
+		t.Error("replica 2: a revoked file key still works")
+	}
+	if err := rs[1].RevokeKey(ctx, "search", bearer.ID); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("revoking twice: got %v, want ErrKeyNotFound", err)
+	}
+	if err := rs[1].RevokeKey(ctx, "nobody", bearer.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("revoking for an unknown tenant: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestRegistryPrecedence(t *testing.T) {
+	fileKey := "qg-file-key"
+	file := map[string]quota.TenantConfig{
+		"search": {
+			APIKeys: []string{HashAPIKey(fileKey)},
+			Models:  []string{"anthropic.*"},
+			Budgets: map[string]quota.TenantBudget{quota.AllModels: {Limits: quota.Limits{TPM: 100}}},
+		},
+	}
+	rs, _, _ := replicas(t, 2, file)
+	ctx := context.Background()
+	get := func(r *Registry, id string) *Tenant {
+		t.Helper()
+		tn, _ := r.Current(ctx).Get(id)
+		return tn
+	}
+
+	// An override replaces the file's definition as a whole.
+	if _, created, err := rs[0].Put(ctx, "search", []byte(`{"models": ["meta.*"]}`)); err != nil || created {
+		t.Fatalf("Put over a file tenant: created %v, %v", created, err)
+	}
+	s := get(rs[1], "search")
+	if s.Source != SourceAdmin || s.Allows(haiku) || !s.Allows(llama) {
+		t.Errorf("overridden tenant: source %s, models %v", s.Source, s.Models)
+	}
+	if _, ok := s.Budget(quota.AllModels); ok {
+		t.Error("overridden tenant kept the file's budget")
+	}
+	if _, _, ok := rs[1].Current(ctx).ByAPIKey(fileKey); ok {
+		t.Error("overridden tenant kept the file's key")
+	}
+
+	// A file edit does not reach an overridden tenant.
+	edited := map[string]quota.TenantConfig{"search": {
+		APIKeys: []string{HashAPIKey(fileKey)},
+		Budgets: map[string]quota.TenantBudget{quota.AllModels: {Limits: quota.Limits{TPM: 200}}},
+	}}
+	for _, r := range rs {
+		if err := r.SetFile(edited); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := get(rs[1], "search"); s.Source != SourceAdmin {
+		t.Errorf("after a file edit: source %s, want admin", s.Source)
+	}
+
+	// Reset: the file's (edited) definition is in force again.
+	if err := rs[0].Reset(ctx, "search"); err != nil {
+		t.Fatal(err)
+	}
+	s = get(rs[1], "search")
+	if b, _ := s.Budget(quota.AllModels); s.Source != SourceFile || b.Limits.TPM != 200 {
+		t.Errorf("after reset: source %s, budget %+v; want the edited file's", s.Source, b)
+	}
+	if _, _, ok := rs[1].Current(ctx).ByAPIKey(fileKey); !ok {
+		t.Error("after reset: the file's key does not work")
+	}
+	if err := rs[0].Reset(ctx, "search"); !errors.Is(err, ErrNoOverride) {
+		t.Errorf("second reset: got %v, want ErrNoOverride", err)
+	}
+
+	// A tombstone hides the file's tenant; the directory does not fall
+	// open even though no tenant is left.
+	if err := rs[0].Delete(ctx, "search"); err != nil {
+		t.Fatal(err)
+	}
+	dir := rs[1].Current(ctx)
+	if _, ok := dir.Get("search"); ok {
+		t.Error("a deleted file tenant is still in force")
+	}
+	if _, _, ok := dir.ByAPIKey(fileKey); ok {
+		t.Error("a deleted tenant's key still works")
+	}
+	if dir.Open() {
+		t.Error("deleting the last tenant opened the gateway")
+	}
+	if err := rs[1].Delete(ctx, "search"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleting a deleted tenant: got %v, want ErrNotFound", err)
+	}
+	if _, err := rs[1].Patch(ctx, "search", []byte(`{}`)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("patching a deleted tenant: got %v, want ErrNotFound", err)
+	}
+	if err := rs[0].Reset(ctx, "search"); err != nil {
+		t.Fatal(err)
+	}
+	if s := get(rs[1], "search"); s == nil || s.Source != SourceFile {
+		t.Errorf("after reset of a tombstone: got %v, want the file's tenant", s)
+	}
+
+	// A revoked file key stays revoked through a reset.
+	if err := rs[0].RevokeKey(ctx, "search", APIKeyID(fileKey)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rs[0].Put(ctx, "search", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs[0].Reset(ctx, "search"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := rs[1].Current(ctx).ByAPIKey(fileKey); ok {
+		t.Error("a revoked file key came back with a reset")
+	}
+}
+
+func TestRegistryIssuedKeysFollowTheTenant(t *testing.T) {
+	rs, _, _ := replicas(t, 1, map[string]quota.TenantConfig{"search": {}})
+	r, ctx := rs[0], context.Background()
+	k, err := r.IssueKey(ctx, "search", KeyBearer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A PUT replaces the definition but keeps issued keys.
+	if _, err := r.Patch(ctx, "search", []byte(`{"models": ["meta.*"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := r.Current(ctx).ByAPIKey(k.Secret); !ok {
+		t.Error("an issued key did not survive a PATCH")
+	}
+	// Deleting the tenant discards them: re-creating it does not bring
+	// them back.
+	if err := r.Delete(ctx, "search"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Put(ctx, "search", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := r.Current(ctx).ByAPIKey(k.Secret); ok {
+		t.Error("an issued key survived the deletion of its tenant")
+	}
+}
+
+func TestRegistryConcurrentPatches(t *testing.T) {
+	rs, _, _ := replicas(t, 2, map[string]quota.TenantConfig{"search": {
+		Budgets: map[string]quota.TenantBudget{quota.AllModels: {Limits: quota.Limits{TPM: 100}}},
+	}})
+	ctx := context.Background()
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			patch := fmt.Sprintf(`{"budgets": {"test.model-%d": {"tpm": %d}}}`, i, i+1)
+			if _, err := rs[i%2].Patch(ctx, "search", []byte(patch)); err != nil {
+				errs <- fmt.Errorf("patch %d: %w", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	s, _ := rs[0].Current(ctx).Get("search")
+	for i := range n {
+		if b, ok := s.Budget(fmt.Sprintf("test.model-%d", i)); !ok || b.Limits.TPM != int64(i+1) {
+			t.Errorf("budget test.model-%d: got %+v, %v: an update was lost", i, b, ok)
+		}
+	}
+	if b, _ := s.Budget(quota.AllModels); b.Limits.TPM != 100 {
+		t.Errorf(`"*" budget: got %+v, want the file's tpm 100 kept by every patch`, b)
+	}
+}
+
+func TestRegistryInProcess(t *testing.T) {
+	r, err := NewRegistry(Options{SecretsKey: testSecretsKey, Config: testConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if !r.Current(ctx).Open() || !r.Loaded() {
+		t.Fatal("an empty in-process registry must be open and loaded")
+	}
+	if _, created, err := r.Put(ctx, "search", []byte("models: [\"anthropic.*\"]\n")); err != nil || !created {
+		t.Fatalf("Put (YAML body): created %v, %v", created, err)
+	}
+	dir := r.Current(ctx)
+	if dir.Open() {
+		t.Error("a registry with a tenant is open")
+	}
+	k, err := r.IssueKey(ctx, "search", KeySigV4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, secret, ok := r.Current(ctx).ByAccessKey(k.ID); !ok || secret != k.Secret {
+		t.Error("issued access key not in force")
+	}
+	if err := r.RevokeKey(ctx, "search", k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := r.Current(ctx).ByAccessKey(k.ID); ok {
+		t.Error("revoked access key still in force")
+	}
+	if err := r.Delete(ctx, "search"); err != nil {
+		t.Fatal(err)
+	}
+	if r.Current(ctx).Open() {
+		t.Error("deleting the only tenant opened the gateway")
+	}
+}
+
+func TestRegistryNoSecretsKey(t *testing.T) {
+	r, err := NewRegistry(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := r.Put(ctx, "search", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.IssueKey(ctx, "search", KeySigV4); !errors.Is(err, ErrNoSecretsKey) {
+		t.Errorf("IssueKey(sigv4) without a secrets key: got %v", err)
+	}
+	if _, err := r.IssueKey(ctx, "search", KeyBearer); err != nil {
+		t.Errorf("IssueKey(bearer) without a secrets key: %v", err)
+	}
+	if _, err := NewRegistry(Options{SecretsKey: []byte("short")}); err == nil {
+		t.Error("NewRegistry accepted a 5-byte secrets key")
+	}
+}
+
+func TestRegistryRunPolls(t *testing.T) {
+	rs, _, _ := replicas(t, 2, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rs[1].o.PollInterval = 5 * time.Millisecond
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rs[1].Run(ctx)
+	}()
+	if _, _, err := rs[0].Put(ctx, "search", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := rs[0].cur.Load().version
+	// No Current on replica 2: only Run can bring it up to date. The
+	// deadline only keeps a broken Run from hanging the test.
+	for deadline := time.Now().Add(10 * time.Second); rs[1].cur.Load().version != want; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("replica 2 never loaded the change")
+		}
+	}
+	if _, ok := rs[1].cur.Load().dir.Get("search"); !ok {
+		t.Error("replica 2 polled the version but not the tenant")
+	}
+	cancel()
+	<-done
+}
+
+func TestRegistryRedisLostData(t *testing.T) {
+	rs, c, prefix := replicas(t, 2, nil)
+	ctx := context.Background()
+	if _, _, err := rs[0].Put(ctx, "search", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rs[1].Current(ctx).Get("search"); !ok {
+		t.Fatal("replica 2 does not see the tenant")
+	}
+	// As a Redis restarted without persistence: everything gone.
+	if err := c.Del(ctx, prefix+"{tenants}:overrides", prefix+"{tenants}:version").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rs[1].Current(ctx).Get("search"); ok {
+		t.Error("replica 2 still serves a tenant Redis lost")
+	}
+	if _, _, err := rs[1].Put(ctx, "other", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rs[0].Current(ctx).Get("other"); !ok {
+		t.Error("replica 1 does not see a tenant written after the loss")
+	}
+}
+
+func TestRegistryRedisDown(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { c.Close() })
+	var logs bytes.Buffer
+	r, err := NewRegistry(Options{Client: c, Logger: slog.New(slog.NewTextHandler(&logs, nil)), ErrorLogInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := r.Put(ctx, "search", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	k, err := r.IssueKey(ctx, "search", KeyBearer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	for range 5 {
+		dir := r.Current(ctx)
+		if _, _, ok := dir.ByAPIKey(k.Secret); !ok {
+			t.Fatal("with Redis down, the last directory is not served")
+		}
+	}
+	if n := strings.Count(logs.String(), "tenant overrides unavailable"); n != 1 {
+		t.Errorf("Redis failure logged %d times in 5 requests, want once:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), k.Secret) {
+		t.Error("a key was logged")
+	}
+	if _, _, err := r.Put(ctx, "other", []byte(`{}`)); err == nil {
+		t.Error("a write with Redis down reported success")
+	}
+}
+
+func TestRegistryNeverOpenBeforeLoad(t *testing.T) {
+	// A Redis that does not answer: until the overrides are read, admin
+	// tenants may exist, so the directory must not be open.
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1, DialTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	r, err := NewRegistry(Options{Client: c, Logger: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := r.Current(context.Background()); dir.Open() || r.Loaded() {
+		t.Errorf("before any load: open %v, loaded %v; want neither", dir.Open(), r.Loaded())
+	}
+}
