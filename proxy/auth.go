@@ -41,38 +41,45 @@ var defaultTenant = &tenant.Tenant{ID: tenant.DefaultID}
 // its credentials are looked at (see AuthLimiter). Errors carry AWS's
 // wording and never a key, secret or signature: they reach the access log.
 func (g *Gateway) authenticate(ctx context.Context, r *http.Request, body []byte) (*tenant.Tenant, error) {
+	t, _, err := g.authenticateIn(ctx, r, body)
+	return t, err
+}
+
+// authenticateIn is authenticate that also returns the directory it used,
+// so that admission reads the pool's guarantees from the same snapshot.
+func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []byte) (*tenant.Tenant, *tenant.Directory, error) {
 	if g.Tenants == nil {
-		return defaultTenant, nil
+		return defaultTenant, nil, nil
 	}
 	dir := g.Tenants.Current(ctx)
 	if dir == nil {
 		// A source that cannot say who the tenants are must not open the
 		// gateway to everyone.
-		return nil, fmt.Errorf("%w: no tenant directory", errTenantsUnavailable)
+		return nil, nil, fmt.Errorf("%w: no tenant directory", errTenantsUnavailable)
 	}
 	if dir.Open() {
-		return defaultTenant, nil
+		return defaultTenant, dir, nil
 	}
 	source := clientSource(r)
 	if g.AuthFailures != nil {
 		// Checked before the credentials, so a blocked brute-forcer
 		// learns nothing about the keys it tries.
 		if d, blocked := g.AuthFailures.Blocked(source); blocked {
-			return nil, authThrottled(d)
+			return nil, dir, authThrottled(d)
 		}
 	}
 	t, err := identify(dir, r, body)
 	if err != nil {
-		return nil, g.authFailed(ctx, source, err)
+		return nil, dir, g.authFailed(ctx, source, err)
 	}
 	route, ok := bedrock.ParsePath(r.URL.EscapedPath())
 	if !ok || !t.Allows(route.ModelID) {
 		// Bedrock's own wording for a model the caller has no access to,
 		// then which tenant and model, so the platform team can tell.
-		return nil, &authError{class: errModelDenied, msg: fmt.Sprintf(
+		return nil, dir, &authError{class: errModelDenied, msg: fmt.Sprintf(
 			"You don't have access to the model with the specified model ID. Quotagate tenant %q is not allowed to call model %q.", t.ID, route.ModelID)}
 	}
-	return t, nil
+	return t, dir, nil
 }
 
 // identify finds the tenant of r's credentials.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,9 +41,8 @@ type fixedTenants struct{ dir *tenant.Directory }
 
 func (f fixedTenants) Current(context.Context) *tenant.Directory { return f.dir }
 
-// withTenants gives the harness's gateway the e2e tenants. It skips the
-// test, saying why, while the tenant package is still the contract skeleton
-// or the gateway does not yet authenticate callers.
+// withTenants gives the harness's gateway the e2e tenants and checks that
+// an unauthenticated request is then refused.
 func withTenants(t *testing.T, h *harness) {
 	t.Helper()
 	secretFile := filepath.Join(t.TempDir(), "search-secret")
@@ -55,36 +53,23 @@ func withTenants(t *testing.T, h *harness) {
 		sum := sha256.Sum256([]byte(k))
 		return "sha256:" + hex.EncodeToString(sum[:])
 	}
-	var dir *tenant.Directory
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				if fmt.Sprint(p) != "not implemented" {
-					panic(p)
-				}
-				t.Skip("tenant.FromConfig is not implemented yet (contract skeleton)")
-			}
-		}()
-		var err error
-		dir, err = tenant.FromConfig(map[string]quota.TenantConfig{
-			"search": {
-				APIKeys:    []string{hash(e2eSearchKey)},
-				AccessKeys: []quota.AccessKeyConfig{{ID: e2eSearchKeyID, SecretFile: secretFile}},
-				Models:     []string{"anthropic.*"},
-			},
-			"ads": {APIKeys: []string{hash(e2eAdsKey)}, Models: []string{"meta.*"}},
-		}, "file")
-		if err != nil {
-			t.Fatalf("tenant.FromConfig: %v", err)
-		}
-	}()
+	dir, err := tenant.FromConfig(map[string]quota.TenantConfig{
+		"search": {
+			APIKeys:    []string{hash(e2eSearchKey)},
+			AccessKeys: []quota.AccessKeyConfig{{ID: e2eSearchKeyID, SecretFile: secretFile}},
+			Models:     []string{"anthropic.*"},
+		},
+		"ads": {APIKeys: []string{hash(e2eAdsKey)}, Models: []string{"meta.*"}},
+	}, "file")
+	if err != nil {
+		t.Fatalf("tenant.FromConfig: %v", err)
+	}
 	h.gateway.Tenants = fixedTenants{dir}
 
 	// A request without credentials must be refused once tenants exist.
-	// TODO(issue 4): drop this skip once ServeHTTP calls authenticate.
 	resp := h.post(t, haikuPath+"/converse", "application/json", []byte(`{"messages":[{"role":"user","content":[{"text":"hi"}]}]}`))
-	if resp.StatusCode == http.StatusOK {
-		t.Skip("ServeHTTP does not call authenticate yet: an unauthenticated request was served")
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Amzn-ErrorType") != "MissingAuthenticationTokenException" {
+		t.Fatalf("request without credentials: %d %s, want 403 MissingAuthenticationTokenException", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"))
 	}
 }
 

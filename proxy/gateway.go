@@ -175,11 +175,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, ex, err)
 		return
 	}
+	ex.body = body
+	// Who is calling is settled before the body is judged, so that an
+	// unauthenticated caller learns nothing from validation errors; SigV4
+	// needs the body read to check its hash.
+	if ex.tenant, ex.dir, err = g.authenticateIn(ctx, r, body); err != nil {
+		g.fail(w, ex, err)
+		return
+	}
+	serverSpan.SetAttributes(telemetry.Tenant.String(ex.tenant.ID))
 	if ex.req, err = parseRequest(route, body); err != nil {
 		g.fail(w, ex, err)
 		return
 	}
-	ex.body = body
 	if !g.admit(w, r, ex) {
 		return
 	}
