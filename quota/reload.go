@@ -23,6 +23,12 @@ type Watcher struct {
 	// Interval is how often Run reads the file; zero means
 	// DefaultReloadInterval. Set it before calling Run.
 	Interval time.Duration
+	// Accept, when set, is shown every valid new config before it is put
+	// in force, and may refuse it: the gateway resolves the tenants'
+	// secrets here, so that a file naming a secret that cannot be read
+	// keeps the old config (tenants and budgets together) rather than
+	// half of the new one. Set it before calling Run.
+	Accept func(*Config) error
 
 	path   string
 	logger *slog.Logger
@@ -159,6 +165,9 @@ func (w *Watcher) apply(data []byte, sum [sha256.Size]byte) error {
 		return nil
 	}
 	cfg, err := ParseConfig(data)
+	if err == nil && w.Accept != nil {
+		err = w.Accept(cfg)
+	}
 	if err != nil {
 		w.failures.Add(1)
 		w.logger.Error("budgets file rejected; the config in force stays", "path", w.path, "errors", configErrorList(err))
@@ -167,7 +176,7 @@ func (w *Watcher) apply(data []byte, sum [sha256.Size]byte) error {
 	w.cur.Store(cfg)
 	w.applied = sum
 	w.reloads.Add(1)
-	attrs := []any{"path", w.path, "models", len(cfg.Models), "default_model", cfg.Default != nil}
+	attrs := []any{"path", w.path, "models", len(cfg.Models), "default_model", cfg.Default != nil, "tenants", len(cfg.Tenants)}
 	if len(cfg.Models) == 0 && cfg.Default == nil {
 		w.logger.Warn("budgets file reloaded with no budgets: every model is unlimited", attrs...)
 	} else {

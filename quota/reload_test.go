@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"errors"
 	"bytes"
 	"context"
 	"fmt"
@@ -298,4 +299,32 @@ func (l *reloadTestLog) String() string {
 
 func (l *reloadTestLog) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, nil))
+}
+
+// TestWatcherAccept: a config its Accept hook refuses is not put in force,
+// and the next acceptable edit is.
+func TestWatcherAccept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "budgets.yaml")
+	writeBudgetsFile(t, path, budgetsWithTPM(1000))
+	w, err := NewWatcher(path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Accept = func(c *Config) error {
+		if c.Models["m"].Limits.TPM == 3000 {
+			return errors.New("secret SEARCH_SECRET is not set")
+		}
+		return nil
+	}
+	writeBudgetsFile(t, path, budgetsWithTPM(3000))
+	if err := w.Reload(); err == nil || !strings.Contains(err.Error(), "SEARCH_SECRET") {
+		t.Errorf("Reload refused by Accept: got %v, want its error", err)
+	}
+	if watchedTPM(w) != 1000 || w.Failures() != 1 {
+		t.Errorf("after a refused Reload: tpm %d, Failures %d; want 1000, 1", watchedTPM(w), w.Failures())
+	}
+	writeBudgetsFile(t, path, budgetsWithTPM(2000))
+	if err := w.Reload(); err != nil || watchedTPM(w) != 2000 {
+		t.Errorf("Reload of an accepted file: %v, tpm %d; want nil, 2000", err, watchedTPM(w))
+	}
 }
