@@ -13,20 +13,29 @@ import (
 // the admin API reads and writes it (JSON). Empty fields are left out:
 // no models means every model, no budget field means no limit.
 type Definition struct {
-	APIKeys    []string                    `json:"api_keys,omitempty"`
-	AccessKeys []AccessKeyDefinition       `json:"access_keys,omitempty"`
-	Models     []string                    `json:"models,omitempty"`
-	Budgets    map[string]BudgetDefinition `json:"budgets,omitempty"`
+	// APIKeys are bearer keys as "sha256:<64 lowercase hex>".
+	APIKeys []string `json:"api_keys,omitempty"`
+	// AccessKeys are SigV4 key ids and where their secrets are read.
+	AccessKeys []AccessKeyDefinition `json:"access_keys,omitempty"`
+	// Models are model ids or path.Match globs; empty: every model.
+	Models []string `json:"models,omitempty"`
+	// Budgets are by model id, and "*" for all models together.
+	Budgets map[string]BudgetDefinition `json:"budgets,omitempty"`
 }
 
 // AccessKeyDefinition is an access key id and where its secret is read.
 type AccessKeyDefinition struct {
-	ID         string `json:"id"`
-	SecretEnv  string `json:"secret_env,omitempty"`
+	// ID is the access key id callers sign with.
+	ID string `json:"id"`
+	// SecretEnv names the environment variable holding the secret.
+	SecretEnv string `json:"secret_env,omitempty"`
+	// SecretFile is the path of a file holding the secret.
 	SecretFile string `json:"secret_file,omitempty"`
 }
 
-// BudgetDefinition is one budget in the file's field names.
+// BudgetDefinition is one budget in the file's field names: limits per
+// minute (tpm, rpm), in flight (concurrency) and per UTC day, and the
+// guaranteed TPM in a model's pool. Zero is no limit.
 type BudgetDefinition struct {
 	TPM           int64 `json:"tpm,omitempty"`
 	RPM           int64 `json:"rpm,omitempty"`

@@ -14,6 +14,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotagate/quotagate/internal/redistest"
 	"github.com/quotagate/quotagate/quota"
 )
 
@@ -382,4 +383,64 @@ func TestRegistryNeverOpenBeforeLoad(t *testing.T) {
 	if dir := r.Current(context.Background()); dir.Open() || r.Loaded() {
 		t.Errorf("before any load: open %v, loaded %v; want neither", dir.Open(), r.Loaded())
 	}
+}
+
+// countingStore counts loads, to see that concurrent requests noticing one
+// change reload once.
+type countingStore struct {
+	overrideStore
+	mu    sync.Mutex
+	loads int
+}
+
+func (s *countingStore) load(ctx context.Context) (int64, map[string][]byte, error) {
+	s.mu.Lock()
+	s.loads++
+	s.mu.Unlock()
+	return s.overrideStore.load(ctx)
+}
+
+func TestRegistryCurrentReloadsOnce(t *testing.T) {
+	rs, _, _ := replicas(t, 2, nil)
+	ctx := context.Background()
+	cs := &countingStore{overrideStore: rs[1].st}
+	rs[1].st = cs
+	if _, _, err := rs[0].Put(ctx, "search", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			if _, ok := rs[1].Current(ctx).Get("search"); !ok {
+				t.Error("a request was served the directory from before the change")
+			}
+		})
+	}
+	wg.Wait()
+	if cs.loads != 1 {
+		t.Errorf("32 concurrent requests after one change loaded %d times, want 1", cs.loads)
+	}
+}
+
+func BenchmarkCurrentRedis(b *testing.B) {
+	rs, _, _ := replicasB(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = rs.Current(ctx)
+		}
+	})
+}
+
+func replicasB(b *testing.B) (*Registry, redis.UniversalClient, string) {
+	c, prefix := redistest.New(b)
+	r, err := NewRegistry(Options{Client: c, KeyPrefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := r.Put(context.Background(), "search", []byte(`{}`)); err != nil {
+		b.Fatal(err)
+	}
+	return r, c, prefix
 }

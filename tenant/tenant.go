@@ -30,6 +30,23 @@
 //     definition again, less its revoked keys; a tenant only the admin API
 //     defined is then gone.
 //
+// # Storage
+//
+// In Redis, under the key prefix (Options.KeyPrefix):
+//
+//	{tenants}:overrides  hash    tenant id -> override (JSON): definition,
+//	                             tombstone, issued keys (bearer keys as
+//	                             SHA-256, access-key secrets sealed with
+//	                             AES-256-GCM), revoked key ids
+//	{tenants}:version    string  a counter bumped by every write, in the
+//	                             same Lua script as the write
+//
+// A write compares the version it read and retries on a conflict, so
+// concurrent admin writes lose no update and the checks of the whole set
+// (guarantees fit their pool) hold. Every request reads the version (one
+// GET) and reloads when it changed; Registry.Run polls it every 500ms for
+// replicas with no traffic.
+//
 // When no tenant is configured at all (none in the file and no override of
 // any kind), the directory is open: the gateway serves everyone as the
 // DefaultID tenant. Deleting the last tenant through the admin API leaves a
@@ -64,6 +81,7 @@ const (
 
 // Tenant is one tenant in force. Immutable once in a Directory.
 type Tenant struct {
+	// ID is the tenant id, as in the budgets file and the admin API's URLs.
 	ID string
 	// Source is "file" or "admin": where the definition in force came from.
 	Source string
@@ -233,7 +251,10 @@ type Source interface {
 }
 
 // Static is a Source that always yields one directory.
-type Static struct{ Dir *Directory }
+type Static struct {
+	// Dir is the directory yielded.
+	Dir *Directory
+}
 
 // Current returns s.Dir.
 func (s Static) Current(context.Context) *Directory { return s.Dir }

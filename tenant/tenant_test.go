@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -212,5 +213,22 @@ func TestSealer(t *testing.T) {
 	}
 	if _, err := newSealer([]byte("short")); err == nil {
 		t.Error("newSealer accepted a 5-byte key")
+	}
+}
+
+func BenchmarkByAPIKey(b *testing.B) {
+	tenants := map[string]quota.TenantConfig{}
+	for i := range 1000 {
+		tenants[fmt.Sprintf("t%d", i)] = quota.TenantConfig{APIKeys: []string{HashAPIKey(fmt.Sprintf("qg-key-%d", i))}}
+	}
+	dir, err := FromConfig(tenants, SourceFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, ok := dir.ByAPIKey("qg-key-500"); !ok {
+			b.Fatal("not found")
+		}
 	}
 }
