@@ -30,7 +30,8 @@ type budgets struct {
 }
 
 // newBudgets wires budgets from the configuration. Without a budgets file
-// (and outside the demo) there are no budgets and the gateway only proxies.
+// (and outside the demo) there are no model pools, but tenants' budgets
+// and usage are still counted.
 func newBudgets(cfg Config, demo bool, metrics *proxy.Metrics, log *slog.Logger) (*budgets, error) {
 	b := &budgets{policy: quota.Policy(cfg.FailurePolicy)}
 	switch {
@@ -47,8 +48,11 @@ func newBudgets(cfg Config, demo bool, metrics *proxy.Metrics, log *slog.Logger)
 		}
 		b.config = func() *quota.Config { return c }
 	default:
-		log.Warn("no QUOTAGATE_CONFIG: budgets are off, the gateway only proxies")
-		return b, nil
+		// No pools, but tenants and their budgets may still come from the
+		// admin API, and usage per tenant is still counted.
+		log.Info("no QUOTAGATE_CONFIG: no model pool budgets")
+		empty, _ := quota.ParseConfig(nil)
+		b.config = func() *quota.Config { return empty }
 	}
 
 	opts := quota.Options{KeyPrefix: cfg.RedisPrefix, Window: cfg.BudgetWindow, Timeout: cfg.RedisTimeout, LeaseTTL: cfg.LeaseTTL}

@@ -49,6 +49,19 @@ type Config struct {
 	// production; tests and demos shorten it to see windows roll quickly.
 	BudgetWindow time.Duration `env:"QUOTAGATE_BUDGET_WINDOW" envDefault:"1m"`
 
+	// Tenants (see README, "Tenants").
+	AdminToken string `env:"QUOTAGATE_ADMIN_TOKEN"`
+	// AdminAddr, when set, serves the admin API on its own listener (and
+	// not on Addr), e.g. one reachable only from the platform team's
+	// network.
+	AdminAddr string `env:"QUOTAGATE_ADMIN_ADDR"`
+	// SecretsKey seals the secrets of access keys issued through the admin
+	// API; empty falls back to AdminToken (see secretsKey).
+	SecretsKey string `env:"QUOTAGATE_SECRETS_KEY"`
+	// AuthFailures is how many failed authentications per minute one
+	// source may make before it is refused with ThrottlingException.
+	AuthFailures int `env:"QUOTAGATE_AUTH_FAILURES" envDefault:"20"`
+
 	// Standard AWS variables. Region and credentials are resolved by the
 	// SDK's default chain; these two are read here because they change how
 	// the gateway reaches Bedrock.
@@ -59,9 +72,21 @@ type Config struct {
 
 // String prints the configuration for the start-up log, without secrets.
 func (c Config) String() string {
-	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s",
+	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s admin_api=%t admin_addr=%q auth_failures=%d",
 		c.Addr, c.TLSCertFile != "", c.MaxBodyBytes, c.DrainTimeout, c.UpstreamHeaderTimeout, c.LogLevel, c.upstreamAuth(),
-		c.BudgetsFile, c.RedisURL != "", c.FailurePolicy, c.Replicas, c.MaxWait, c.LeaseTTL, c.EstimateMargin, c.CountTokens, c.BudgetWindow)
+		c.BudgetsFile, c.RedisURL != "", c.FailurePolicy, c.Replicas, c.MaxWait, c.LeaseTTL, c.EstimateMargin, c.CountTokens, c.BudgetWindow,
+		c.AdminToken != "", c.AdminAddr, c.AuthFailures)
+}
+
+// secretsKey is the key material that seals issued access-key secrets:
+// QUOTAGATE_SECRETS_KEY, else the admin token. Falling back keeps a small
+// deployment to one secret; rotating the admin token then invalidates every
+// issued access key, which the README says.
+func (c Config) secretsKey() []byte {
+	if c.SecretsKey != "" {
+		return []byte(c.SecretsKey)
+	}
+	return []byte(c.AdminToken)
 }
 
 func (c Config) upstreamAuth() string {
@@ -143,8 +168,22 @@ func (c Config) validate() []error {
 	if strings.ContainsAny(c.RedisPrefix, "{}") {
 		bad("QUOTAGATE_REDIS_PREFIX=%q: must not contain { or }, which would change the keys' Cluster hash slot", c.RedisPrefix)
 	}
-	if c.RedisURL != "" && c.BudgetsFile == "" {
-		bad("QUOTAGATE_REDIS_URL is set but QUOTAGATE_CONFIG is not: without a budgets file Redis would go unused")
+	if c.AdminAddr != "" {
+		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || port == "" {
+			bad("QUOTAGATE_ADMIN_ADDR=%q: want host:port, e.g. 127.0.0.1:8081", c.AdminAddr)
+		}
+		if c.AdminToken == "" {
+			bad("QUOTAGATE_ADMIN_ADDR is set but QUOTAGATE_ADMIN_TOKEN is not: the admin API is disabled without a token")
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("QUOTAGATE_ADMIN_TOKEN: at least 16 characters, please (it guards key issuance)")
+	}
+	if c.SecretsKey != "" && len(c.SecretsKey) < 16 {
+		bad("QUOTAGATE_SECRETS_KEY: at least 16 characters")
+	}
+	if c.AuthFailures < 1 {
+		bad("QUOTAGATE_AUTH_FAILURES=%d: must be at least 1", c.AuthFailures)
 	}
 	if c.RedisURL != "" {
 		if client, err := quota.NewClient(c.RedisURL); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,12 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 	gw := newGateway(cfg, up, log)
 	gw.Metrics = metrics
 	bud.wire(gw, cfg)
+	ten, err := newTenants(cfg, bud, log)
+	if err != nil {
+		return err
+	}
+	ten.start(ctx)
+	ten.wire(gw)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -81,9 +88,31 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 	srv := newServer(cfg, gw, up, log)
 	srv.metrics = tel.MetricsHandler
 	srv.budgets = bud
+	if h := ten.adminHandler(); h != nil {
+		if cfg.AdminAddr == "" {
+			srv.admin = h
+		} else {
+			aln, err := net.Listen("tcp", cfg.AdminAddr)
+			if err != nil {
+				_ = ln.Close()
+				return fmt.Errorf("admin listen: %w", err)
+			}
+			asrv := newAdminServer(cfg, h, log)
+			adminDone := make(chan struct{})
+			go func() { defer close(adminDone); asrv.serve(aln) }()
+			defer func() { asrv.close(); <-adminDone }()
+			log.Info("admin API listening", "addr", aln.Addr().String())
+		}
+	}
 	bctx, stopBudgets := context.WithCancel(context.WithoutCancel(ctx))
 	budgetsDone := make(chan struct{})
-	go func() { defer close(budgetsDone); bud.run(bctx) }()
+	go func() {
+		defer close(budgetsDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { bud.run(bctx) })
+		wg.Go(func() { ten.run(bctx) })
+		wg.Wait()
+	}()
 	defer func() { stopBudgets(); <-budgetsDone }()
 	log.Info("quotagate listening", "addr", ln.Addr().String(), "upstream", up.url.String(), "region", up.region,
 		"config", cfg.String(), "tracing_export", tel.Exporting, "version", version)
@@ -133,6 +162,7 @@ type server struct {
 	inflight sync.WaitGroup
 	metrics  http.Handler // Prometheus; nil: no /metrics
 	budgets  *budgets     // nil: no budgets
+	admin    http.Handler // the admin API on this listener; nil: not here
 	// cancel ends every in-flight request when the drain timeout runs out.
 	cancel context.CancelFunc
 	base   context.Context
@@ -148,6 +178,10 @@ func newServer(cfg Config, gw http.Handler, up upstream, log *slog.Logger) *serv
 		// A switch rather than http.ServeMux: the mux would clean and
 		// redirect paths, and Bedrock routes must be matched on the raw,
 		// escaped path (model ARNs carry %2F).
+		if s.admin != nil && strings.HasPrefix(r.URL.Path, "/admin/") {
+			s.admin.ServeHTTP(w, r)
+			return
+		}
 		switch r.URL.Path {
 		case "/healthz":
 			w.WriteHeader(http.StatusOK)
@@ -248,3 +282,38 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	s.log.Info("stopped")
 	return err
 }
+
+// adminServer serves the admin API on its own listener
+// (QUOTAGATE_ADMIN_ADDR), with TLS when the gateway has it.
+type adminServer struct {
+	http *http.Server
+	cfg  Config
+	log  *slog.Logger
+}
+
+func newAdminServer(cfg Config, h http.Handler, log *slog.Logger) *adminServer {
+	return &adminServer{cfg: cfg, log: log, http: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}
+}
+
+// serve runs until close; its error is logged, since the gateway itself
+// keeps serving without its admin API.
+func (a *adminServer) serve(ln net.Listener) {
+	var err error
+	if a.cfg.TLSCertFile != "" {
+		err = a.http.ServeTLS(ln, a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+	} else {
+		err = a.http.Serve(ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.log.Error("admin API stopped", "error", err)
+	}
+}
+
+// close stops the admin API at once: admin calls are short, and a
+// half-done one changes nothing (every write is atomic).
+func (a *adminServer) close() { _ = a.http.Close() }
