@@ -368,9 +368,18 @@ func (r *Registry) tenantOf(f *fileSet, o *override, id string) *Tenant {
 // must not block every unrelated admin write, including the one that
 // fixes it.
 func (r *Registry) validate(s *snapshot, id string, next *override) error {
+	cur := s.docs[id]
+	if cur == nil {
+		cur = &override{}
+	}
 	var problems []*quota.ConfigError
 	if next.Tenant != nil {
 		for i, ak := range next.Tenant.AccessKeys {
+			// A key already in the stored definition is not this write's
+			// doing (it may resolve on the replica that wrote it).
+			if cur.Tenant != nil && slices.Contains(cur.Tenant.AccessKeys, ak) {
+				continue
+			}
 			if _, err := ResolveSecret(quota.AccessKeyConfig(ak)); err != nil {
 				field := "secret_env"
 				if ak.SecretEnv == "" {
@@ -383,8 +392,19 @@ func (r *Registry) validate(s *snapshot, id string, next *override) error {
 	// Checked here rather than left to CheckTenants, which reports a
 	// duplicate at whichever holder comes second in tenant id order: the
 	// field at fault is this tenant's. CheckTenants would report the same
-	// problem again, so stop here.
-	if dups := duplicateKeys(s, id, next); len(dups) > 0 {
+	// problem again, so stop here. A duplicate that a file edit already
+	// made is not this write's.
+	knownDups := map[string]bool{}
+	for _, p := range duplicateKeys(s, id, cur) {
+		knownDups[p.Msg] = true
+	}
+	var dups []*quota.ConfigError
+	for _, p := range duplicateKeys(s, id, next) {
+		if !knownDups[p.Msg] {
+			dups = append(dups, p)
+		}
+	}
+	if len(dups) > 0 {
 		return &InvalidError{Problems: append(problems, dups...)}
 	}
 

@@ -444,3 +444,33 @@ func replicasB(b *testing.B) (*Registry, redis.UniversalClient, string) {
 	}
 	return r, c, prefix
 }
+
+func TestRegistryOnlyNewProblemsRefused(t *testing.T) {
+	guarantee := func(g int64) map[string]quota.TenantConfig {
+		return map[string]quota.TenantConfig{"a": {Budgets: map[string]quota.TenantBudget{haiku: {GuaranteedTPM: g}}}}
+	}
+	rs, _, _ := replicas(t, 1, guarantee(600))
+	r, ctx := rs[0], context.Background()
+	if _, _, err := r.Put(ctx, "b", []byte(`{"budgets": {"`+haiku+`": {"guaranteed_tpm": 400}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	// A file edit oversubscribes the pool (600+400 -> 700+400 of 1000).
+	if err := r.SetFile(guarantee(700)); err != nil {
+		t.Fatal(err)
+	}
+	// A write that leaves the problem as it is goes through...
+	if _, err := r.Patch(ctx, "b", []byte(`{"budgets": {"*": {"rpm": 5}}}`)); err != nil {
+		t.Errorf("an unrelated write was refused for the file's problem: %v", err)
+	}
+	if _, err := r.IssueKey(ctx, "b", KeyBearer); err != nil {
+		t.Errorf("issuing a key was refused for the file's problem: %v", err)
+	}
+	// ...one that makes it worse does not, and one that fixes it does.
+	var inv *InvalidError
+	if _, err := r.Patch(ctx, "b", []byte(`{"budgets": {"`+haiku+`": {"guaranteed_tpm": 450}}}`)); !errors.As(err, &inv) {
+		t.Errorf("raising a guarantee in an oversubscribed pool: got %v, want InvalidError", err)
+	}
+	if _, err := r.Patch(ctx, "b", []byte(`{"budgets": {"`+haiku+`": {"guaranteed_tpm": 300}}}`)); err != nil {
+		t.Errorf("the fix was refused: %v", err)
+	}
+}
