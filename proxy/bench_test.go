@@ -6,8 +6,12 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
 	"github.com/quotagate/quotagate/internal/redistest"
+	"github.com/quotagate/quotagate/proxy"
 	"github.com/quotagate/quotagate/quota"
+	"github.com/quotagate/quotagate/tenant"
 )
 
 // BenchmarkProxy measures one Converse round trip through the gateway to a
@@ -53,4 +57,28 @@ func BenchmarkProxy(b *testing.B) {
 	rc, prefix := redistest.New(b)
 	red := newHarness(b, harnessOptions{budgets: budgets, store: quota.NewRedisStore(rc, quota.Options{KeyPrefix: prefix})})
 	b.Run("gateway+budgets/redis", func(b *testing.B) { run(b, client.Do, red.front.URL) })
+
+	// With tenants on Redis as a deployment runs them: the caller signs
+	// with its tenant's access key (SigV4 verified by the gateway), the
+	// registry checks its version (one GET), and the admission charges the
+	// pool and the tracked tenant budget. The signing client is the same
+	// Signer type, so the client's own cost matches the direct path's.
+	ten := newHarness(b, harnessOptions{budgets: budgets, store: quota.NewRedisStore(rc, quota.Options{KeyPrefix: prefix + "t:"})})
+	reg, err := tenant.NewRegistry(tenant.Options{Client: rc, KeyPrefix: prefix + "t:"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Setenv("BENCH_TENANT_SECRET", "bench-tenant-secret-0123456789abcdefghij")
+	if err := reg.SetFile(map[string]quota.TenantConfig{"bench": {
+		AccessKeys: []quota.AccessKeyConfig{{ID: "QGAKBENCH00000000001", SecretEnv: "BENCH_TENANT_SECRET"}},
+	}}); err != nil {
+		b.Fatal(err)
+	}
+	ten.gateway.Tenants = reg
+	caller := &proxy.Signer{
+		Transport:   client.Transport,
+		Credentials: credentials.NewStaticCredentialsProvider("QGAKBENCH00000000001", "bench-tenant-secret-0123456789abcdefghij", ""),
+		Region:      "us-east-1",
+	}
+	b.Run("gateway+tenants+budgets/redis", func(b *testing.B) { run(b, caller.RoundTrip, ten.front.URL) })
 }
