@@ -366,6 +366,10 @@ func checkModelID(id string) string {
 		return "at most one @ (id@upstream)"
 	case strings.HasPrefix(id, "@") || strings.HasSuffix(id, "@"):
 		return "id@upstream needs both a model id and an upstream name"
+	case PoolID(id) != id:
+		// Requests naming this ARN draw on the pool of the id it names,
+		// so a key spelt as the ARN would never be looked up.
+		return fmt.Sprintf("an ARN draws on the pool of the model id it names; write %q", PoolID(id))
 	}
 	return ""
 }

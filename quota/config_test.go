@@ -182,6 +182,7 @@ func TestParseConfigBad(t *testing.T) {
 		want []string // fragments, each in one of the errors
 	}{
 		{"negative.yaml", []string{`line 3: models["anthropic.x"].tpm: must be a non-negative integer, got -5`}},
+		{"models_arn_key.yaml", []string{`line 2: models["arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"]: an ARN draws on the pool of the model id it names; write "anthropic.claude-3-haiku-20240307-v1:0"`}},
 		{"non_integer.yaml", []string{`line 3: models["anthropic.x"].rpm: must be a non-negative integer, got 1.5`}},
 		{"quoted_number.yaml", []string{`models["anthropic.x"].tpm: must be a non-negative integer, got the string "400000"`}},
 		{"octal.yaml", []string{`tpm: must be a non-negative integer written in decimal, got 0400000`}},

@@ -664,9 +664,6 @@ func checkTenantBudgetKey(key string) string {
 	if msg := checkModelID(key); msg != "" {
 		return msg
 	}
-	if pool := PoolID(key); pool != key {
-		return fmt.Sprintf("this ARN draws on the pool of the model id it names: write %q", pool)
-	}
 	return ""
 }
 

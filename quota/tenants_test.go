@@ -54,7 +54,7 @@ var badTenantFixtures = []struct {
 		`line 8: tenants["search"].budgets["*"].rpm: must be a non-negative integer, got 1.5`,
 	}},
 	{"tenant_budget_glob_key.yaml", []string{`line 4: tenants["search"].budgets["anthropic.*"]: budgets are per model pool, matched exactly, so a glob matches nothing`}},
-	{"tenant_budget_arn_key.yaml", []string{`this ARN draws on the pool of the model id it names: write "anthropic.x"`}},
+	{"tenant_budget_arn_key.yaml", []string{`an ARN draws on the pool of the model id it names; write "anthropic.x"`}},
 	{"tenant_budget_model_cap.yaml", []string{`line 4: tenants["search"].budgets["anthropic.x"]: max_output_tokens is a per-request cap of the model pool: set it under models`}},
 	{"tenant_guarantee_under_all.yaml", []string{`line 4: tenants["search"].budgets["*"].guaranteed_tpm: guaranteed_tpm cannot be set under "*": a guarantee is a floor in one model pool`}},
 	{"tenant_guarantee_over_tpm.yaml", []string{`line 6: tenants["search"].budgets["anthropic.x"].guaranteed_tpm: guaranteed_tpm 20000 exceeds this budget's tpm 10000`}},
