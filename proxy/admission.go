@@ -51,6 +51,8 @@ type budgetPlan struct {
 	// pool is the pool step's first budget, the one metrics and spans
 	// name.
 	pool quota.Budget
+	// poolHeadroom reports whether a decision's headroom is the pool's.
+	poolHeadroom bool
 }
 
 // admit reserves the request's tokens in every budget that applies, waiting
@@ -100,7 +102,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 			g.fail(w, ex, fmt.Errorf("%w: %w", errBudgetStore, err))
 			return false
 		}
-		g.Metrics.decision(ctx, plan.pool, d)
+		g.Metrics.decision(ctx, plan.pool, d, plan.poolHeadroom)
 		if d.Allowed {
 			span.SetAttributes(attribute.String("quota.decision", "admitted"))
 			ex.waited = time.Since(waitStart)
@@ -230,7 +232,10 @@ func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget) 
 		Tokens:   reserved,
 		LeaseTTL: g.leaseTTL(),
 	}
-	if ex.dir != nil {
+	// Guarantees are shares of the pool's TPM: without one (a file edit
+	// may drop it under an admin override's guarantee) there is nothing
+	// to share.
+	if ex.dir != nil && mb.Limits.TPM > 0 {
 		if gs := ex.dir.Guarantees(pool); len(gs) > 0 {
 			sh := &quota.Shares{Budget: 0, Holders: make([]quota.Holder, len(gs))}
 			for i, gu := range gs {
@@ -240,6 +245,9 @@ func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget) 
 		}
 	}
 	plan.steps = append(plan.steps, step)
+	// A decision's headroom is the tightest budget's; it measures the
+	// pool's utilisation only when no tenant budget can be tighter.
+	plan.poolHeadroom = len(plan.steps) == 1 && mine.Limits.TPM == 0 && mine.Limits.RPM == 0
 	return plan, nil
 }
 

@@ -134,7 +134,9 @@ func (m *Metrics) request(ctx context.Context, ex *exchange) {
 	}
 }
 
-func (m *Metrics) decision(ctx context.Context, b quota.Budget, d quota.Decision) {
+// decision counts an admission decision, and records b's utilisation from
+// the decision's headroom when that headroom is b's (headroom is b's).
+func (m *Metrics) decision(ctx context.Context, b quota.Budget, d quota.Decision, headroom bool) {
 	if m == nil {
 		return
 	}
@@ -142,6 +144,9 @@ func (m *Metrics) decision(ctx context.Context, b quota.Budget, d quota.Decision
 		m.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("scope", b.Scope), attribute.String("dimension", ""), attribute.String("decision", "admitted")))
 	} else {
 		m.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("scope", d.Scope), attribute.String("dimension", string(d.Dimension)), attribute.String("decision", "denied")))
+	}
+	if !headroom {
+		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

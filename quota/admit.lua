@@ -15,7 +15,9 @@
 -- then per budget i, at base = 11 + 6*(i-1): id tpm rpm concurrency
 --   tokens_per_day track (1: count every dimension, limited or not)
 -- then per guarantee holder j, at base = 11 + 6*nb + 2*(j-1): id tpm,
---   with its window key KEYS[3 + 4*nb + j] (see Shares in quota.go)
+--   with its window and concurrency keys KEYS[5 + 4*nb + 2*(j-1)] and
+--   KEYS[6 + 4*nb + 2*(j-1)]; KEYS[4 + 4*nb] is the tag's :seen hash
+--   (holder id -> last attempt, ms). See Shares in quota.go.
 --
 -- Returns {allowed, budget index (1-based; 0 none), dimension, retry ms
 -- (-1 never), remaining tokens (-1 unlimited), remaining requests,
@@ -142,25 +144,46 @@ for i = 1, nb do
   B[i] = b
 end
 
--- Guaranteed shares of the shared budget: the unused part of every other
--- holder's guarantee is not for borrowing, so it is kept free; a holder
--- still within its own guarantee is not held back by the queue.
-local reserved = 0
+-- Guaranteed shares of the shared budget (see Shares in quota.go). An
+-- active holder (one that asked within the last window) keeps the unused
+-- part of its share free of everyone else: tokens, and the same fraction
+-- of the budget's requests and concurrency. An idle holder's share is lent
+-- to anyone. A holder still within its own guarantee is not held back by
+-- the budget's wait queue: that room is its own.
+local resT, resR, resC = 0, 0, 0
 if shared > 0 and B[shared].tpm > 0 then
+  local P = B[shared]
   local base = 11 + 6 * nb
-  for j = 1, (#ARGV - base) / 2 do
-    local id, g = ARGV[base + 2 * j - 1], tonumber(ARGV[base + 2 * j])
+  local seenKey = KEYS[4 + 4 * nb]
+  local nh = (#ARGV - base) / 2
+  local ids = {}
+  for j = 1, nh do ids[j] = ARGV[base + 2 * j - 1] end
+  local seen = {}
+  if nh > 0 then seen = redis.call('HMGET', seenKey, unpack(ids)) end
+  local windowMs = N * width
+  local touched = false
+  for j = 1, nh do
+    local id, g = ids[j], tonumber(ARGV[base + 2 * j])
     local mine = nil
     for _, b in ipairs(B) do
       if b.id == id then mine = b end
     end
     if mine then
-      if mine.T + tokens <= g then B[shared].head = nil end
-    else
-      local _, T = advance(KEYS[3 + 4 * nb + j], now, width, N)
-      reserved = reserved + math.max(g - T, 0)
+      if mine.T + tokens <= g then P.head = nil end
+      redis.call('HSET', seenKey, id, s(now))
+      touched = true
+    elseif (tonumber(seen[j]) or -windowMs) > now - windowMs then
+      local hw, hc = KEYS[4 + 4 * nb + 2 * j - 1], KEYS[5 + 4 * nb + 2 * j - 1]
+      local _, T, R = advance(hw, now, width, N)
+      resT = resT + math.max(g - T, 0)
+      if P.rpm > 0 then resR = resR + math.max(math.ceil(g * P.rpm / P.tpm) - R, 0) end
+      if P.conc > 0 then
+        redis.call('ZREMRANGEBYSCORE', hc, '-inf', s(now))
+        resC = resC + math.max(math.ceil(g * P.conc / P.tpm) - redis.call('ZCARD', hc), 0)
+      end
     end
   end
+  if touched then redis.call('PEXPIRE', seenKey, s((N + 2) * width)) end
 end
 
 -- remaining reports the headroom of the tightest budget after the decision.
@@ -234,23 +257,25 @@ for i, b in ipairs(B) do
     b.wait = true
     if qI == 0 then qI = i end
   end
+  local rT, rR, rC = 0, 0, 0
+  if i == shared then rT, rR, rC = resT, resR, resC end
   if b.tpm > 0 then
-    local lim = b.tpm
-    if i == shared then lim = b.tpm - reserved end
+    local lim = b.tpm - rT
     if b.T + tokens > lim then short('tpm', retryWindow(b, 't', b.T, tokens, lim))
     elseif b.T + tokens + ht > lim then behind() end
   end
   if b.rpm > 0 then
-    if b.R + 1 > b.rpm then short('rpm', retryWindow(b, 'r', b.R, 1, b.rpm))
-    elseif b.R + 1 + hr > b.rpm then behind() end
+    local lim = b.rpm - rR
+    if b.R + 1 > lim then short('rpm', retryWindow(b, 'r', b.R, 1, lim))
+    elseif b.R + 1 + hr > lim then behind() end
   end
   if b.tpd > 0 then
     if b.used + tokens > b.tpd then short('tokens_per_day', (day + 1) * DAY - now)
     elseif b.used + tokens + ht > b.tpd then behind() end
   end
   if b.conc > 0 then
-    if b.n + 1 > b.conc then short('concurrency', 0)
-    elseif b.n + 1 + hr > b.conc then behind() end
+    if b.n + 1 > b.conc - rC then short('concurrency', 0)
+    elseif b.n + 1 + hr > b.conc - rC then behind() end
   end
 end
 

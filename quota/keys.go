@@ -30,6 +30,9 @@ import "sync"
 //	                   Cancel removes one here; queues drop dead tickets
 //	                   lazily when they reach the head.
 //	:ticketinfo  hash  ticket -> "<arrival> <tokens>".
+//	:seen        hash  guarantee holder's budget id -> its last attempt
+//	                   (Unix ms): a holder is active, and its share kept
+//	                   for it, while it asked within the last window.
 //
 // Budget keys end in a one-letter suffix and tag keys in a word, so no
 // budget id can make a budget key equal to a tag key.
@@ -48,11 +51,11 @@ func makeBudgetKeys(prefix, tag, id string) budgetKeys {
 	return budgetKeys{base + "w", base + "d", base + "c", base + "q"}
 }
 
-type tagKeys struct{ leases, tickets, ticketInfo string }
+type tagKeys struct{ leases, tickets, ticketInfo, seen string }
 
 func makeTagKeys(prefix, tag string) tagKeys {
 	base := prefix + "{" + hashTag(tag) + "}:"
-	return tagKeys{base + "leases", base + "tickets", base + "ticketinfo"}
+	return tagKeys{base + "leases", base + "tickets", base + "ticketinfo", base + "seen"}
 }
 
 // keyCache remembers key names, which are the same on every call for a

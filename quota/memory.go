@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -56,6 +57,7 @@ func (w memWaiter) before(o memWaiter) bool {
 type memTag struct {
 	leases    map[string]int64 // unsettled lease id -> admit time
 	tickets   map[string]memTicket
+	seen      map[string]int64 // guarantee holder's budget id -> last attempt
 	lastPrune int64
 }
 
@@ -219,7 +221,7 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 		}
 		st.head, st.hasHead = s.ahead(b, tg, me, live, now)
 	}
-	reserved, shared := s.shares(r, states, tagName, now)
+	reserved, shared := s.shares(r, states, tg, tagName, now)
 
 	remaining := func() (remT, remR, reset int64) {
 		remT, remR = -1, -1
@@ -297,11 +299,12 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 				qI = i
 			}
 		}
+		var room reservedRoom
+		if i == shared {
+			room = reserved
+		}
 		if lim.TPM > 0 {
-			tpm := lim.TPM
-			if i == shared {
-				tpm -= reserved
-			}
+			tpm := lim.TPM - room.tokens
 			if b.T+tokens > tpm {
 				short(TPM, s.retryWindow(b, b.tok, b.T, tokens, tpm, now))
 			} else if b.T+tokens+ht > tpm {
@@ -309,9 +312,10 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 			}
 		}
 		if lim.RPM > 0 {
-			if b.R+1 > lim.RPM {
-				short(RPM, s.retryWindow(b, b.reqs, b.R, 1, lim.RPM, now))
-			} else if b.R+1+hr > lim.RPM {
+			rpm := lim.RPM - room.requests
+			if b.R+1 > rpm {
+				short(RPM, s.retryWindow(b, b.reqs, b.R, 1, rpm, now))
+			} else if b.R+1+hr > rpm {
 				behind()
 			}
 		}
@@ -323,9 +327,10 @@ func (s *MemoryStore) Admit(ctx context.Context, r Request) (Decision, error) {
 			}
 		}
 		if lim.Concurrency > 0 {
-			if int64(len(b.conc))+1 > lim.Concurrency {
+			conc := lim.Concurrency - room.slots
+			if int64(len(b.conc))+1 > conc {
 				short(Concurrency, 0)
-			} else if int64(len(b.conc))+1+hr > lim.Concurrency {
+			} else if int64(len(b.conc))+1+hr > conc {
 				behind()
 			}
 		}
@@ -533,14 +538,16 @@ func (s *MemoryStore) Cancel(ctx context.Context, tag, ticket string) error {
 	return nil
 }
 
-// shares applies r.Shares as admit.lua does: it returns the tokens the
-// shared budget must keep free for other holders' unused guarantees, and
-// the shared budget's index in states (-1: none). A requester within its
-// own guarantee is not held back by the shared budget's queue.
-func (s *MemoryStore) shares(r Request, states []memState, tag string, now int64) (reserved int64, shared int) {
+// shares applies r.Shares as admit.lua does: it returns what the shared
+// budget must keep free for the other active holders' unused shares (in
+// tokens, requests and concurrency slots), and the shared budget's index in
+// states (-1: none). It records the requester's attempt, which makes it
+// active, and lets a requester within its own guarantee skip the shared
+// budget's queue.
+func (s *MemoryStore) shares(r Request, states []memState, tg *memTag, tag string, now int64) (res reservedRoom, shared int) {
 	shared = -1
 	if r.Shares == nil {
-		return 0, -1
+		return res, -1
 	}
 	for i, st := range states {
 		if st.index == r.Shares.Budget {
@@ -548,8 +555,10 @@ func (s *MemoryStore) shares(r Request, states []memState, tag string, now int64
 		}
 	}
 	if shared < 0 || states[shared].lim.TPM <= 0 {
-		return 0, shared
+		return res, shared
 	}
+	pool := states[shared].lim
+	windowMS := s.set.buckets * s.set.width
 	for _, h := range r.Shares.Holders {
 		var mine *memState
 		for i := range states {
@@ -561,13 +570,42 @@ func (s *MemoryStore) shares(r Request, states []memState, tag string, now int64
 			if mine.b.T+r.Tokens <= h.TPM {
 				states[shared].hasHead = false
 			}
+			if tg.seen == nil {
+				tg.seen = make(map[string]int64)
+			}
+			tg.seen[h.ID] = now
 			continue
+		}
+		if at, ok := tg.seen[h.ID]; !ok || at <= now-windowMS {
+			continue // idle: its share is lent
 		}
 		b := s.budget(tag, h.ID)
 		s.advance(b, now)
-		reserved += max(h.TPM-b.T, 0)
+		res.tokens += max(h.TPM-b.T, 0)
+		if pool.RPM > 0 {
+			res.requests += max(shareOf(h.TPM, pool.RPM, pool.TPM)-b.R, 0)
+		}
+		if pool.Concurrency > 0 {
+			live := int64(0)
+			for _, exp := range b.conc {
+				if exp > now {
+					live++
+				}
+			}
+			res.slots += max(shareOf(h.TPM, pool.Concurrency, pool.TPM)-live, 0)
+		}
 	}
-	return reserved, shared
+	return res, shared
+}
+
+// reservedRoom is what a shared budget keeps free for guarantee holders.
+type reservedRoom struct{ tokens, requests, slots int64 }
+
+// shareOf is a holder's share of a dimension: g/tpm of limit, rounded up.
+// It is computed in doubles, exactly as admit.lua computes it, so that the
+// stores agree even where the product would overflow an int64.
+func shareOf(g, limit, tpm int64) int64 {
+	return int64(math.Ceil(float64(g) * float64(limit) / float64(tpm)))
 }
 
 var _ UsageReader = (*MemoryStore)(nil)

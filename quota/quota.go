@@ -93,20 +93,27 @@ type Request struct {
 // Shares are the guaranteed floors inside one budget, normally a model
 // pool: tenants that hold a guarantee of g tokens per window in the pool.
 //
-// The rule: a request is admitted to the shared budget only if, after it,
-// the budget's tokens in the window plus the unused part of every OTHER
-// holder's guarantee still fit its TPM:
+// A holder's share is g/TPM of the budget: g tokens per window, and the
+// same fraction of its requests per window and of its concurrency (rounded
+// up). A holder is active while it has asked the budget for anything,
+// admitted or not, within the last window. The rule: a request is admitted
+// to the shared budget only if, after it, every dimension still fits with
+// the unused part of every OTHER active holder's share kept free:
 //
-//	T_pool + tokens + sum over holders h other than the requester of max(0, g_h - T_h) <= TPM
+//	T_pool + tokens + sum over other active holders h of max(0, g_h - T_h) <= TPM
+//	R_pool + 1 + sum of max(0, ceil(g_h*RPM/TPM) - R_h) <= RPM
+//	C_pool + 1 + sum of max(0, ceil(g_h*C/TPM) - C_h) <= C
 //
-// where T_h is what holder h has used in the pool in the current window
-// (its own budget in the request's tag with ID h.ID, tracked). So nobody
-// can borrow the part of a guarantee its holder is not using, while
-// everything else (idle capacity, and a holder's usage above its floor) is
-// first come, first served up to each tenant's own caps. A holder that is
-// still within its own guarantee is also not held back by the budget's
-// wait queue: that capacity is its own. Guarantees must not sum to more
-// than the budget's TPM (CheckTenants enforces it).
+// where T_h, R_h and C_h are what holder h uses in the pool now (its own
+// tracked budget in the request's tag, with ID h.ID). So an idle holder's
+// share is lent to anyone, up to each tenant's own caps; and once the
+// holder asks again, what others borrowed leaves the window within one
+// window while the room it frees is kept for the holder: a holder gets its
+// guarantee within the window, however hard others push. A holder still
+// within its own guarantee is also not held back by the budget's wait
+// queue: that room is its own. Tokens per day are not shared out: cap
+// tenants' days with their own tokens_per_day. Guarantees must not sum to
+// more than the budget's TPM (CheckTenants enforces it).
 type Shares struct {
 	// Budget is the index in Request.Budgets of the shared budget.
 	Budget int

@@ -198,8 +198,10 @@ func (s *RedisStore) Admit(ctx context.Context, r Request) (Decision, error) {
 		args = append(args, b.ID, b.Limits.TPM, b.Limits.RPM, b.Limits.Concurrency, b.Limits.TokensPerDay, oneIf(b.Track))
 	}
 	if shared > 0 {
+		keys = append(keys, s.keys.tag(tag).seen)
 		for _, h := range r.Shares.Holders {
-			keys = append(keys, s.keys.budget(tag, h.ID)[keyWindow])
+			hk := s.keys.budget(tag, h.ID)
+			keys = append(keys, hk[keyWindow], hk[keyConc])
 			args = append(args, h.ID, h.TPM)
 		}
 	}

@@ -18,6 +18,9 @@ func init() {
 		storeCase{"GuaranteeKeptFree", testGuaranteeKeptFree},
 		storeCase{"GuaranteeBorrowing", testGuaranteeBorrowing},
 		storeCase{"GuaranteeSkipsQueue", testGuaranteeSkipsQueue},
+		storeCase{"IdleGuaranteeLent", testIdleGuaranteeLent},
+		storeCase{"GuaranteeSharesRequestsAndSlots", testGuaranteeSharesRequestsAndSlots},
+		storeCase{"GuaranteeReturnsWithinWindow", testGuaranteeReturnsWithinWindow},
 	)
 }
 
@@ -83,27 +86,46 @@ func sharedPool(t *testing.T, tpm, g int64) (pool, a, b Budget, sh *Shares) {
 	return pool, a, b, &Shares{Budget: 0, Holders: []Holder{{ID: "t:a", TPM: g}}}
 }
 
-// Others cannot borrow the unused part of a guarantee, and the holder gets
-// all of it however full the pool is.
+// Others cannot borrow the unused part of an active holder's guarantee,
+// and the holder gets all of it however full the pool is.
 func testGuaranteeKeptFree(t *testing.T, newStore func(*testing.T, Options) Store) {
 	s := newStore(t, long)
 	pool, a, b, sh := sharedPool(t, 1000, 300)
 	reqB := func(n int64) Request { return Request{Budgets: []Budget{pool, b}, Tokens: n, Shares: sh} }
 	reqA := func(n int64) Request { return Request{Budgets: []Budget{pool, a}, Tokens: n, Shares: sh} }
+	wantAllowed(t, s, reqA(100)) // a is active, with 200 of its 300 unused
 	wantAllowed(t, s, reqB(700))
 	d := wantDenied(t, s, reqB(1), pool.Scope, TPM)
 	mustCancel(t, s, d)
-	// a's 300 are there, in pieces.
-	wantAllowed(t, s, reqA(100))
-	wantAllowed(t, s, reqA(200))
+	// a's other 200 are there, in pieces.
+	wantAllowed(t, s, reqA(150))
+	wantAllowed(t, s, reqA(50))
 	d = wantDenied(t, s, reqA(1), pool.Scope, TPM)
 	mustCancel(t, s, d)
 
 	// Without the shares the same pool is first come, first served.
 	s = newStore(t, long)
-	wantAllowed(t, s, Request{Budgets: []Budget{pool, b}, Tokens: 1000})
+	wantAllowed(t, s, Request{Budgets: []Budget{pool, a}, Tokens: 100})
+	wantAllowed(t, s, Request{Budgets: []Budget{pool, b}, Tokens: 900})
 	d = wantDenied(t, s, Request{Budgets: []Budget{pool, a}, Tokens: 1}, pool.Scope, TPM)
 	mustCancel(t, s, d)
+}
+
+// An idle holder's guarantee is lent: a holder that has not asked within
+// the window reserves nothing. A denied attempt makes it active.
+func testIdleGuaranteeLent(t *testing.T, newStore func(*testing.T, Options) Store) {
+	s := newStore(t, long)
+	pool, a, b, sh := sharedPool(t, 1000, 300)
+	reqB := func(n int64) Request { return Request{Budgets: []Budget{pool, b}, Tokens: n, Shares: sh} }
+	reqA := func(n int64) Request { return Request{Budgets: []Budget{pool, a}, Tokens: n, Shares: sh} }
+	wantAllowed(t, s, reqB(600))
+	d := wantDenied(t, s, reqA(500), pool.Scope, TPM) // a asks: now active
+	mustCancel(t, s, d)
+	// b may have what is left but a's 300.
+	wantAllowed(t, s, reqB(100))
+	d = wantDenied(t, s, reqB(1), pool.Scope, TPM)
+	mustCancel(t, s, d)
+	wantAllowed(t, s, reqA(300))
 }
 
 // Idle capacity is anyone's, the holder's own included, and what a holder
@@ -114,14 +136,45 @@ func testGuaranteeBorrowing(t *testing.T, newStore func(*testing.T, Options) Sto
 	sh.Holders = append(sh.Holders, Holder{ID: "t:b", TPM: 200})
 	reqA := func(n int64) Request { return Request{Budgets: []Budget{pool, a}, Tokens: n, Shares: sh} }
 	reqB := func(n int64) Request { return Request{Budgets: []Budget{pool, b}, Tokens: n, Shares: sh} }
-	// a may borrow everything but b's unused 200.
+	wantAllowed(t, s, reqB(1)) // b is active, 199 of its 200 unused
+	// a may borrow everything but b's unused 199.
 	wantAllowed(t, s, reqA(800))
 	d := wantDenied(t, s, reqA(1), pool.Scope, TPM)
 	mustCancel(t, s, d)
-	// b's 200 are there for b.
-	wantAllowed(t, s, reqB(200))
+	// b's 199 are there for b.
+	wantAllowed(t, s, reqB(199))
 	d = wantDenied(t, s, reqB(1), pool.Scope, TPM)
 	mustCancel(t, s, d)
+}
+
+// A share is of every dimension the pool limits: an active holder of half
+// the pool's tokens also keeps half its requests and concurrency.
+func testGuaranteeSharesRequestsAndSlots(t *testing.T, newStore func(*testing.T, Options) Store) {
+	s := newStore(t, long)
+	pool, a, b, sh := sharedPool(t, 1000, 500)
+	pool.Limits.RPM, pool.Limits.Concurrency = 10, 4
+	reqB := func() Request { return Request{Budgets: []Budget{pool, b}, Tokens: 1, Shares: sh} }
+	reqA := func() Request { return Request{Budgets: []Budget{pool, a}, Tokens: 1, Shares: sh} }
+	wantAllowed(t, s, reqA()) // active; keeps 5-1 requests and 2-1 slots
+	wantAllowed(t, s, reqB())
+	wantAllowed(t, s, reqB())
+	d := wantDenied(t, s, reqB(), pool.Scope, Concurrency) // 4 slots - a's 2
+	mustCancel(t, s, d)
+	wantAllowed(t, s, reqA())
+	d = wantDenied(t, s, reqA(), pool.Scope, Concurrency)
+	mustCancel(t, s, d)
+
+	s = newStore(t, long)
+	pool.Limits.Concurrency = 0
+	wantAllowed(t, s, reqA())
+	for range 5 {
+		wantAllowed(t, s, reqB())
+	}
+	d = wantDenied(t, s, reqB(), pool.Scope, RPM) // 10 requests - a's 5
+	mustCancel(t, s, d)
+	for range 4 {
+		wantAllowed(t, s, reqA())
+	}
 }
 
 // A holder within its guarantee is not made to wait behind another
@@ -131,21 +184,50 @@ func testGuaranteeSkipsQueue(t *testing.T, newStore func(*testing.T, Options) St
 	pool, a, b, sh := sharedPool(t, 1000, 300)
 	reqA := func(n int64) Request { return Request{Budgets: []Budget{pool, a}, Tokens: n, Shares: sh} }
 	reqB := func(n int64) Request { return Request{Budgets: []Budget{pool, b}, Tokens: n, Shares: sh} }
+	wantAllowed(t, s, reqA(50))
 	wantAllowed(t, s, reqB(500))
-	// b's next request (400) must wait: it queues at the pool.
-	waiting := wantDenied(t, s, reqB(400), pool.Scope, TPM)
+	// b's next request (300) must wait: it queues at the pool.
+	waiting := wantDenied(t, s, reqB(300), pool.Scope, TPM)
 	if waiting.Ticket == "" {
 		t.Fatal("denied request got no ticket")
 	}
 	// a (within its 300) is admitted although it would not fit beside
 	// the waiter.
-	wantAllowed(t, s, reqA(250))
+	wantAllowed(t, s, reqA(200))
 	// A third tenant without a guarantee is held behind the waiter.
 	c := budget(t, "t:c", Limits{})
 	c.Track = true
 	d := wantDenied(t, s, Request{Budgets: []Budget{pool, c}, Tokens: 100, Shares: sh}, pool.Scope, Queue)
 	mustCancel(t, s, d)
 	mustCancel(t, s, waiting)
+}
+
+// An active holder gets its guarantee back within one window of others
+// borrowing all of it, as long as it keeps asking.
+func testGuaranteeReturnsWithinWindow(t *testing.T, newStore func(*testing.T, Options) Store) {
+	o := Options{Window: 600 * time.Millisecond, Buckets: 6}
+	s := newStore(t, o)
+	pool, a, b, sh := sharedPool(t, 1000, 300)
+	reqA := func(n int64) Request { return Request{Budgets: []Budget{pool, a}, Tokens: n, Shares: sh} }
+	reqB := func(n int64) Request { return Request{Budgets: []Budget{pool, b}, Tokens: n, Shares: sh} }
+	wantAllowed(t, s, reqB(1000)) // a idle: b borrows everything
+	// a keeps asking while b's tokens roll out, b keeps asking for all.
+	deadline := time.Now().Add(3 * o.Window)
+	var aGot int64
+	for aGot < 300 && time.Now().Before(deadline) {
+		if d := mustAdmit(t, s, reqA(100)); d.Allowed {
+			aGot += 100
+		} else {
+			mustCancel(t, s, d)
+		}
+		if d := mustAdmit(t, s, reqB(100)); !d.Allowed {
+			mustCancel(t, s, d)
+		}
+		time.Sleep(o.Window / 20)
+	}
+	if aGot < 300 {
+		t.Fatalf("a got %d of its 300 within three windows of asking, want all of it", aGot)
+	}
 }
 
 // floodResult is what one tenant with a guarantee got while another
@@ -285,10 +367,19 @@ func TestGuaranteeUnderFlood(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			res := runFlood(t, stores[name](t), o, limit, g, true)
 			minA := slices.Min(res.perWindow)
-			t.Logf("with guarantees: a per window %v of its guarantee %d (min %.1f%%); pool max window %d of %d, saturation %.1f%%",
-				res.perWindow, g, 100*float64(minA)/g, res.poolMax, limit, 100*res.poolRatio)
-			if float64(minA) < 0.95*g {
-				t.Errorf("a got %d tokens in its leanest window, want at least 95%% of its guarantee %d", minA, g)
+			var sumA int64
+			for _, v := range res.perWindow {
+				sumA += v
+			}
+			meanA := float64(sumA) / float64(len(res.perWindow))
+			t.Logf("with guarantees: a per window %v of its guarantee %d (mean %.1f%%, min %.1f%%); pool max window %d of %d, saturation %.1f%%",
+				res.perWindow, g, 100*meanA/g, 100*float64(minA)/g, res.poolMax, limit, 100*res.poolRatio)
+			// a may borrow above its guarantee in one window and so be
+			// a little under it in the next (windows here are fixed, the
+			// store's slide): the promise is the mean, and no window far
+			// below.
+			if meanA < 0.95*g || float64(minA) < 0.9*g {
+				t.Errorf("a got a mean of %.0f and at least %d tokens per window, want at least 95%% (mean) and 90%% (every window) of its guarantee %d", meanA, minA, g)
 			}
 			if res.poolMax > limit {
 				t.Errorf("pool admitted %d tokens in one window, over its limit %d", res.poolMax, limit)
