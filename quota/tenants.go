@@ -198,6 +198,13 @@ func checkTenants(c *Config, tenants map[string]TenantConfig, sites map[string]t
 				continue
 			case b.Limits.TPM > 0 && b.GuaranteedTPM > b.Limits.TPM:
 				errs = append(errs, &ConfigError{Line: s.line, Path: s.path, Msg: guaranteeOverTPMMsg(b)})
+			case tenants[id].Budgets[AllModels].Limits.TPM > 0 && b.GuaranteedTPM > tenants[id].Budgets[AllModels].Limits.TPM:
+				errs = append(errs, &ConfigError{Line: s.line, Path: s.path, Msg: fmt.Sprintf(
+					"guaranteed_tpm %d exceeds the tenant's tpm over all models (budgets[\"*\"].tpm %d): the tenant could never use all of its guarantee",
+					b.GuaranteedTPM, tenants[id].Budgets[AllModels].Limits.TPM)})
+			case !tenants[id].mayCall(key):
+				errs = append(errs, &ConfigError{Line: s.line, Path: s.path, Msg: fmt.Sprintf(
+					"the tenant's models do not include %q, so it could never use a guarantee there", key)})
 			}
 			pools[key] = append(pools[key], guarantee{id, b.GuaranteedTPM, s})
 		}
@@ -785,4 +792,18 @@ func joinConfigErrors(errs []*ConfigError) error {
 		joined[i] = e
 	}
 	return errors.Join(joined...)
+}
+
+// mayCall reports whether the tenant's allowed models include a pool id,
+// as tenant.Tenant.Allows matches a requested id.
+func (tc TenantConfig) mayCall(pool string) bool {
+	if len(tc.Models) == 0 {
+		return true
+	}
+	for _, p := range tc.Models {
+		if ok, _ := path.Match(p, pool); ok || p == "*" || p == pool {
+			return true
+		}
+	}
+	return false
 }
