@@ -153,6 +153,20 @@ func TestDemo(t *testing.T) {
 	}
 	resp.Body.Close()
 
+	// HTTP/2 without TLS, as the JavaScript SDK speaks it by default.
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	h2client := &http.Client{Transport: &http.Transport{Protocols: &h2c}}
+	resp, err = h2client.Post(base+"/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse", "application/json",
+		strings.NewReader(`{"messages":[{"role":"user","content":[{"text":"Hello"}]}],"inferenceConfig":{"maxTokens":16}}`))
+	if err != nil {
+		t.Fatalf("h2c call: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Errorf("h2c call: status %d over %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
+	}
+
 	// The demo enforces in-memory budgets: admitted calls show headroom.
 	resp, err = http.Post(base+"/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse", "application/json",
 		strings.NewReader(`{"messages":[{"role":"user","content":[{"text":"Hello"}]}],"inferenceConfig":{"maxTokens":64}}`))

@@ -198,8 +198,17 @@ func newServer(cfg Config, gw http.Handler, up upstream, log *slog.Logger) *serv
 			traced.ServeHTTP(w, r)
 		}
 	})
+	// HTTP/2 without TLS too (prior knowledge, h2c): the AWS SDK for
+	// JavaScript v3 speaks HTTP/2 by default, and a gateway reached over
+	// plain http inside a cluster must not make it fail with a protocol
+	// error.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
 		Handler:           mux,
+		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
