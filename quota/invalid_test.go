@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -96,5 +97,58 @@ func TestReleaseOrphans(t *testing.T) {
 	}
 	if d2.RemainingTokens != 100 {
 		t.Errorf("remaining %d, want 100: the orphan refunded in full, nothing refunded twice", d2.RemainingTokens)
+	}
+}
+
+// flakyClient fails every script call while fail is set, as a Redis that
+// stopped answering would.
+type flakyClient struct {
+	rediser
+	fail atomic.Bool
+}
+
+func (f *flakyClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	if f.fail.Load() {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(errors.New("dial tcp: connection refused"))
+		return cmd
+	}
+	return f.rediser.EvalSha(ctx, sha, keys, args...)
+}
+
+func (f *flakyClient) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	if f.fail.Load() {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(errors.New("dial tcp: connection refused"))
+		return cmd
+	}
+	return f.rediser.Eval(ctx, script, keys, args...)
+}
+
+// TestVoidReleasedWhenRedisReturns: a void settle (the undo of a nested
+// admission's first step) that cannot reach Redis is retried as an orphan,
+// so the slot and the request are given back once Redis answers rather
+// than at the lease TTL.
+func TestVoidReleasedWhenRedisReturns(t *testing.T) {
+	c, prefix := redistest.New(t)
+	fc := &flakyClient{rediser: c}
+	s := NewRedisStore(fc, Options{KeyPrefix: prefix})
+	ctx := context.Background()
+	b := []Budget{{Scope: "tenant=x model=*", Tag: "tenant:x", ID: "all", Limits: Limits{RPM: 1, Concurrency: 1}}}
+	d, err := s.Admit(ctx, Request{Budgets: b, Tokens: 10})
+	if err != nil || !d.Allowed {
+		t.Fatalf("admit = %+v, %v", d, err)
+	}
+	fc.fail.Store(true)
+	d.Lease.Void = true
+	if err := s.Settle(ctx, d.Lease, 0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("void settle while Redis is down: %v, want ErrUnavailable", err)
+	}
+	fc.fail.Store(false)
+	if got := s.ReleaseOrphans(ctx); got != 1 {
+		t.Fatalf("released %d, want the void", got)
+	}
+	if d2, err := s.Admit(ctx, Request{Budgets: b, Tokens: 10}); err != nil || !d2.Allowed {
+		t.Fatalf("after release: %+v, %v; want the request and the slot given back", d2, err)
 	}
 }

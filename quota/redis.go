@@ -320,7 +320,14 @@ func (s *RedisStore) Settle(ctx context.Context, l Lease, actualTokens int64) er
 	cctx, cancel := context.WithTimeout(ctx, s.set.timeout)
 	defer cancel()
 	if err := settleScript.Run(cctx, s.client, keys, args...).Err(); err != nil {
-		return s.fail(ctx, "settle", err)
+		err = s.fail(ctx, "settle", err)
+		if l.Void && errors.Is(err, ErrUnavailable) {
+			// An undo that did not reach Redis would leave a request that
+			// never left the gateway charged, its slot held until the
+			// lease TTL: release it once Redis answers, as an orphan.
+			s.orphan(l)
+		}
+		return err
 	}
 	return nil
 }
