@@ -239,8 +239,10 @@ func (r *Registry) IssueKey(ctx context.Context, id, keyType string) (IssuedKey,
 
 // RevokeKey revokes one of the tenant's keys by id ("k-..." for a bearer
 // key, the access key id for SigV4), whatever its origin: the id is
-// recorded in the override, so that a key the file lists is refused too.
-// Every replica refuses it from its next request.
+// recorded in the override store's set of revoked ids (and in the
+// tenant's override), so that a key the file lists is refused too, in
+// whichever tenant it is listed later, and no admin write can give it to
+// a tenant again. Every replica refuses it from its next request.
 func (r *Registry) RevokeKey(ctx context.Context, id, keyID string) error {
 	_, err := r.mutate(ctx, id, func(s *snapshot, cur *override) (*override, error) {
 		def, _, ok := definitionOf(s.file, cur, id)
@@ -248,7 +250,7 @@ func (r *Registry) RevokeKey(ctx context.Context, id, keyID string) error {
 			return nil, ErrNotFound
 		}
 		next := cur.clone()
-		if next.revoked(keyID) || !holdsKey(def, next, keyID) {
+		if s.isRevoked(next, keyID) || !holdsKey(def, next, keyID) {
 			return nil, ErrKeyNotFound
 		}
 		next.Revoked = append(next.Revoked, keyID)
@@ -314,8 +316,14 @@ func (r *Registry) mutate(ctx context.Context, id string, fn func(s *snapshot, c
 		if err != nil {
 			return nil, err
 		}
+		var revoke []string
+		for _, k := range next.Revoked {
+			if !s.revoked[k] {
+				revoke = append(revoke, k)
+			}
+		}
 		wctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
-		_, err = r.st.write(wctx, s.version, id, doc)
+		_, err = r.st.write(wctx, s.version, id, doc, revoke)
 		cancel()
 		if errors.Is(err, errConflict) {
 			if attempt >= maxWriteAttempts {
@@ -336,7 +344,7 @@ func (r *Registry) mutate(ctx context.Context, id string, fn func(s *snapshot, c
 		// Serve the change from this replica at once. If the reload fails,
 		// the write still stands and Current or Run picks it up.
 		_ = r.Load(context.WithoutCancel(ctx))
-		return r.tenantOf(s.file, next, id), nil
+		return r.tenantOf(s, next, id), nil
 	}
 }
 
@@ -350,20 +358,21 @@ func (r *Registry) latest(ctx context.Context) (*snapshot, error) {
 	return r.reloadLocked(ctx)
 }
 
-// tenantOf builds the tenant id of a file and one override on its own.
-func (r *Registry) tenantOf(f *fileSet, o *override, id string) *Tenant {
-	m, ok := r.member(f, o, id)
+// tenantOf builds the tenant id of s's file and one override on its own.
+func (r *Registry) tenantOf(s *snapshot, o *override, id string) *Tenant {
+	m, ok := r.member(s, o, id)
 	if !ok {
 		return nil
 	}
-	t, _ := build([]member{m}, false, r.logger).Get(id)
+	t, _ := build([]member{m}, r.logger).Get(id)
 	return t
 }
 
 // validate checks the set of tenants a write would leave: the tenant's
-// admin-defined secrets resolve here, no credential of the tenant belongs
-// to another tenant too, and quota.CheckTenants finds nothing new against
-// the budgets file in force (guarantees that oversubscribe a pool). Only
+// admin-defined secrets resolve here, it names no revoked key, no
+// credential of the tenant belongs to another tenant too, and
+// quota.CheckTenants finds nothing new against the budgets file in force
+// (guarantees that oversubscribe a pool). Only
 // problems the write introduces are refused: a pool shrunk by a file edit
 // must not block every unrelated admin write, including the one that
 // fixes it.
@@ -389,6 +398,7 @@ func (r *Registry) validate(s *snapshot, id string, next *override) error {
 			}
 		}
 	}
+	problems = append(problems, revokedKeys(s, id, next)...)
 	// Checked here rather than left to CheckTenants, which reports a
 	// duplicate at whichever holder comes second in tenant id order: the
 	// field at fault is this tenant's. CheckTenants would report the same
@@ -415,11 +425,11 @@ func (r *Registry) validate(s *snapshot, id string, next *override) error {
 	docs[id] = next
 	cfg := r.config()
 	known := map[string]bool{}
-	for _, p := range invalidOrNil(quota.CheckTenants(cfg, definitions(s.file, s.docs))) {
+	for _, p := range invalidOrNil(quota.CheckTenants(cfg, s.definitions(s.docs))) {
 		known[p.Error()] = true
 	}
 	prefix := "tenants[" + strconv.Quote(id) + "]."
-	for _, p := range invalidOrNil(quota.CheckTenants(cfg, definitions(s.file, docs))) {
+	for _, p := range invalidOrNil(quota.CheckTenants(cfg, s.definitions(docs))) {
 		if known[p.Error()] {
 			continue
 		}
@@ -461,19 +471,59 @@ func (r *Registry) config() *quota.Config {
 	return &quota.Config{Models: map[string]quota.ModelBudget{}}
 }
 
-// definitions are the definitions in force of every tenant.
-func definitions(f *fileSet, docs map[string]*override) map[string]quota.TenantConfig {
+// definitions are the definitions in force of every tenant, of s's file
+// and docs, less revoked keys: those are nobody's, so two tenants that
+// both still list one (a file tenant and the PATCH that copied its keys,
+// say) do not hold a credential twice.
+func (s *snapshot) definitions(docs map[string]*override) map[string]quota.TenantConfig {
 	out := map[string]quota.TenantConfig{}
-	for _, id := range unionIDs(f.tenants, docs) {
-		if c, _, ok := definitionOf(f, docs[id], id); ok {
-			out[id] = c
+	for _, id := range unionIDs(s.file.tenants, docs) {
+		c, _, ok := definitionOf(s.file, docs[id], id)
+		if !ok {
+			continue
 		}
+		revoked := func(kid string) bool { return s.isRevoked(docs[id], kid) }
+		if slices.ContainsFunc(c.APIKeys, func(h string) bool { return revoked(hashKeyID(h)) }) {
+			c.APIKeys = slices.DeleteFunc(slices.Clone(c.APIKeys), func(h string) bool { return revoked(hashKeyID(h)) })
+		}
+		if slices.ContainsFunc(c.AccessKeys, func(ak quota.AccessKeyConfig) bool { return revoked(ak.ID) }) {
+			c.AccessKeys = slices.DeleteFunc(slices.Clone(c.AccessKeys), func(ak quota.AccessKeyConfig) bool { return revoked(ak.ID) })
+		}
+		out[id] = c
 	}
 	return out
 }
 
+// revokedKeys reports the revoked keys that the admin definition of tenant
+// id names after the write. A revoked key id is refused for good, in every
+// tenant: issuing a new key is the way back. A key the definition in force
+// already named is let through (a PATCH of a file tenant copies the file's
+// keys, revoked ones included), and so are the file's own (a reset puts
+// them back in force): those writes do not bring a key back, since a
+// revoked key stays refused when the directory is built.
+func revokedKeys(s *snapshot, id string, next *override) []*quota.ConfigError {
+	if next.Deleted || next.Tenant == nil {
+		return nil
+	}
+	after := next.Tenant.Config()
+	before, _, _ := definitionOf(s.file, s.docs[id], id)
+	var problems []*quota.ConfigError
+	for i, h := range after.APIKeys {
+		if kid := hashKeyID(h); s.isRevoked(next, kid) && !slices.Contains(before.APIKeys, h) {
+			problems = append(problems, &quota.ConfigError{Path: "api_keys[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("key %s was revoked, and a revoked key is never accepted again: issue a new one", kid)})
+		}
+	}
+	for i, ak := range after.AccessKeys {
+		if s.isRevoked(next, ak.ID) && !slices.ContainsFunc(before.AccessKeys, func(b quota.AccessKeyConfig) bool { return b.ID == ak.ID }) {
+			problems = append(problems, &quota.ConfigError{Path: "access_keys[" + strconv.Itoa(i) + "].id", Msg: fmt.Sprintf("access key %s was revoked, and a revoked key is never accepted again: issue a new one", ak.ID)})
+		}
+	}
+	return problems
+}
+
 // duplicateKeys reports the credentials of tenant id, after the write, that
-// another tenant in force also holds.
+// another tenant in force also holds. Revoked keys are nobody's: they are
+// refused whoever lists them, and revokedKeys reports them.
 func duplicateKeys(s *snapshot, id string, next *override) []*quota.ConfigError {
 	def, _, ok := definitionOf(s.file, next, id)
 	if !ok {
@@ -493,19 +543,19 @@ func duplicateKeys(s *snapshot, id string, next *override) []*quota.ConfigError 
 			o = &override{}
 		}
 		for _, kid := range keyIDs(odef, o) {
-			if !o.revoked(kid) {
+			if !s.isRevoked(o, kid) {
 				others[kid] = oid
 			}
 		}
 	}
 	var problems []*quota.ConfigError
 	for i, h := range def.APIKeys {
-		if other, dup := others[hashKeyID(h)]; dup && !next.revoked(hashKeyID(h)) {
+		if other, dup := others[hashKeyID(h)]; dup && !s.isRevoked(next, hashKeyID(h)) {
 			problems = append(problems, &quota.ConfigError{Path: "api_keys[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("key %s belongs to tenant %q already", hashKeyID(h), other)})
 		}
 	}
 	for i, ak := range def.AccessKeys {
-		if other, dup := others[ak.ID]; dup && !next.revoked(ak.ID) {
+		if other, dup := others[ak.ID]; dup && !s.isRevoked(next, ak.ID) {
 			problems = append(problems, &quota.ConfigError{Path: "access_keys[" + strconv.Itoa(i) + "].id", Msg: fmt.Sprintf("access key %s belongs to tenant %q already", ak.ID, other)})
 		}
 	}

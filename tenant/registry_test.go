@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -393,7 +394,7 @@ type countingStore struct {
 	loads int
 }
 
-func (s *countingStore) load(ctx context.Context) (int64, map[string][]byte, error) {
+func (s *countingStore) load(ctx context.Context) (stored, error) {
 	s.mu.Lock()
 	s.loads++
 	s.mu.Unlock()
@@ -472,5 +473,206 @@ func TestRegistryOnlyNewProblemsRefused(t *testing.T) {
 	}
 	if _, err := r.Patch(ctx, "b", []byte(`{"budgets": {"`+haiku+`": {"guaranteed_tpm": 300}}}`)); err != nil {
 		t.Errorf("the fix was refused: %v", err)
+	}
+}
+
+// TestDirectoryLoaded: a directory says whether the overrides were read, so
+// that an unknown credential can be told apart from one not known yet.
+func TestDirectoryLoaded(t *testing.T) {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1, DialTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	logger, _ := testLogger()
+	down, err := NewRegistry(Options{Client: c, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := down.SetFile(map[string]quota.TenantConfig{"search": {}}); err != nil {
+		t.Fatal(err)
+	}
+	if down.Current(ctx).Loaded() {
+		t.Error("Redis down at start-up: the directory says it is loaded")
+	}
+	rs, _, _ := replicas(t, 1, nil)
+	if !rs[0].Current(ctx).Loaded() {
+		t.Error("after a load: the directory says it is not loaded")
+	}
+	inProcess, err := NewRegistry(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inProcess.Current(ctx).Loaded() {
+		t.Error("in process: the directory says it is not loaded")
+	}
+	fixed, err := FromConfig(nil, SourceFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fixed.Loaded() {
+		t.Error("FromConfig: the directory says it is not loaded")
+	}
+}
+
+// failingVersions counts version checks and fails them while fail is set.
+type failingVersions struct {
+	overrideStore
+	checks atomic.Int64
+	fail   atomic.Bool
+}
+
+func (s *failingVersions) version(ctx context.Context) (int64, error) {
+	s.checks.Add(1)
+	if s.fail.Load() {
+		return 0, errors.New("dial tcp: connection refused")
+	}
+	return s.overrideStore.version(ctx)
+}
+
+// TestRegistryRedisDownChecksOncePerPoll: while Redis fails, requests are
+// served from the last directory without each paying a version check (and
+// its timeout); one check per PollInterval finds Redis back.
+func TestRegistryRedisDownChecksOncePerPoll(t *testing.T) {
+	rs, _, _ := replicas(t, 2, nil)
+	r, ctx := rs[0], context.Background()
+	logger, _ := testLogger()
+	r.logger = logger
+	const poll = 300 * time.Millisecond
+	r.o.PollInterval = poll
+	fv := &failingVersions{overrideStore: r.st}
+	r.st = fv
+	if _, _, err := r.Put(ctx, "search", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	fv.fail.Store(true)
+	start := time.Now()
+	for range 100 {
+		if _, ok := r.Current(ctx).Get("search"); !ok {
+			t.Fatal("with Redis down, the last directory is not served")
+		}
+	}
+	if time.Since(start) < poll {
+		if n := fv.checks.Load(); n != 1 {
+			t.Errorf("100 requests with Redis down made %d version checks, want 1", n)
+		}
+	}
+	time.Sleep(poll + 50*time.Millisecond)
+	before := fv.checks.Load()
+	_ = r.Current(ctx)
+	_ = r.Current(ctx)
+	if n := fv.checks.Load() - before; n != 1 {
+		t.Errorf("after PollInterval: %d checks for 2 requests, want 1", n)
+	}
+	// Redis back, and changed meanwhile: the next check sees it.
+	fv.fail.Store(false)
+	if _, _, err := rs[1].Put(ctx, "other", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(poll + 50*time.Millisecond)
+	if _, ok := r.Current(ctx).Get("other"); !ok {
+		t.Error("Redis back: the change made meanwhile is not served")
+	}
+	before = fv.checks.Load()
+	_ = r.Current(ctx)
+	if n := fv.checks.Load() - before; n != 1 {
+		t.Errorf("Redis healthy: %d checks for one request, want 1 (every request checks)", n)
+	}
+}
+
+// TestRegistrySetConfigWarnsOfOverrideConflicts: a budgets file that makes
+// the overrides conflict (guarantees over a pool it shrank) is put in
+// force, since only the admin can fix the overrides, but the conflict is
+// logged; a file with a problem of its own is refused.
+func TestRegistrySetConfigWarnsOfOverrideConflicts(t *testing.T) {
+	c, prefix := redistest.New(t)
+	file := map[string]quota.TenantConfig{"a": {Budgets: map[string]quota.TenantBudget{haiku: {GuaranteedTPM: 600}}}}
+	r, logs := newLoggedRegistry(t, Options{Client: c, KeyPrefix: prefix}, file)
+	ctx := context.Background()
+	if _, _, err := r.Put(ctx, "b", []byte(`{"budgets": {"`+haiku+`": {"guaranteed_tpm": 400}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	shrunk := &quota.Config{Models: map[string]quota.ModelBudget{haiku: {Limits: quota.Limits{TPM: 800}}}, Tenants: file}
+	if err := r.SetConfig(shrunk); err != nil {
+		t.Fatalf("a file that makes the overrides conflict was refused: %v", err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, `pool \"`+haiku+`\"`) {
+		t.Errorf("no warning naming the oversubscribed pool:\n%s", out)
+	}
+	t.Setenv("QG_TEST_UNSET_SECRET", "")
+	bad := &quota.Config{Models: shrunk.Models, Tenants: map[string]quota.TenantConfig{
+		"a": {AccessKeys: []quota.AccessKeyConfig{{ID: "QGAKUNSET00000001", SecretEnv: "QG_TEST_UNSET_SECRET"}}},
+	}}
+	if err := r.SetConfig(bad); err == nil || !strings.Contains(err.Error(), "QGAKUNSET00000001") {
+		t.Errorf("a file with an unreadable secret: got %v, want refused naming the key", err)
+	}
+	if a, ok := r.Current(ctx).Get("a"); !ok || len(a.AccessKeys) != 0 {
+		t.Error("a refused file was put in force")
+	}
+}
+
+// TestRegistryRevokedKeyNeverComesBack: a revoked key id is refused
+// everywhere, not only in the tenant it was revoked from: an admin write
+// that names it is refused with the field, and a file that moves it to
+// another tenant does not bring it back.
+func TestRegistryRevokedKeyNeverComesBack(t *testing.T) {
+	fileKey, adminKey := "qg-file-key", "qg-admin-key"
+	const akid = "QGAKREVOKED000001"
+	t.Setenv("QG_TEST_REVOKED_SECRET", "revoked-secret")
+	file := map[string]quota.TenantConfig{"a": {APIKeys: []string{HashAPIKey(fileKey)}}, "c": {}}
+	rs, c, prefix := replicas(t, 2, file)
+	ctx := context.Background()
+	body := `{"api_keys": ["` + HashAPIKey(adminKey) + `"], "access_keys": [{"id": "` + akid + `", "secret_env": "QG_TEST_REVOKED_SECRET"}]}`
+	if _, _, err := rs[0].Put(ctx, "b", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	for _, kid := range []string{APIKeyID(adminKey), akid} {
+		if err := rs[0].RevokeKey(ctx, "b", kid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rs[0].RevokeKey(ctx, "a", APIKeyID(fileKey)); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused := func(what string, err error, field string) {
+		t.Helper()
+		var inv *InvalidError
+		if !errors.As(err, &inv) {
+			t.Errorf("%s: got %v, want InvalidError", what, err)
+			return
+		}
+		if inv.Problems[0].Path != field || !strings.Contains(inv.Problems[0].Msg, "revoked") {
+			t.Errorf("%s: got %q: %s, want field %q, saying it is revoked", what, inv.Problems[0].Path, inv.Problems[0].Msg, field)
+		}
+	}
+	_, _, err := rs[1].Put(ctx, "c", []byte(`{"api_keys": ["`+HashAPIKey(adminKey)+`"]}`))
+	wantRefused("PUT of another tenant with a revoked bearer key", err, "api_keys[0]")
+	_, err = rs[1].Patch(ctx, "c", []byte(`{"access_keys": [{"id": "`+akid+`", "secret_env": "QG_TEST_REVOKED_SECRET"}]}`))
+	wantRefused("PATCH of another tenant with a revoked access key", err, "access_keys[0].id")
+	_, _, err = rs[1].Put(ctx, "b", []byte(`{"models": ["*"], "api_keys": ["`+HashAPIKey(adminKey)+`"]}`))
+	wantRefused("PUT of the same tenant with its revoked key", err, "api_keys[0]")
+	_, _, err = rs[1].Put(ctx, "c", []byte(`{"api_keys": ["`+HashAPIKey(fileKey)+`"]}`))
+	wantRefused("PUT with a revoked file key", err, "api_keys[0]")
+	if _, _, ok := rs[1].Current(ctx).ByAPIKey(adminKey); ok {
+		t.Error("a revoked key works again")
+	}
+	// Editing a file tenant whose definition still lists its revoked key
+	// is not refused: the write does not bring the key back.
+	if _, err := rs[1].Patch(ctx, "a", []byte(`{"models": ["anthropic.*"]}`)); err != nil {
+		t.Errorf("PATCH of a file tenant with a revoked file key: %v", err)
+	}
+	// The file moves the revoked key to another tenant: still refused.
+	moved := map[string]quota.TenantConfig{"a": {}, "c": {APIKeys: []string{HashAPIKey(fileKey)}}}
+	for _, r := range rs {
+		if err := r.SetFile(moved); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tn, _, ok := rs[1].Current(ctx).ByAPIKey(fileKey); ok {
+		t.Errorf("a revoked file key moved to tenant %q works again", tn.ID)
+	}
+	// Redis loses its data: a running replica still remembers.
+	redistest.DeleteByPrefix(t, c, prefix)
+	if _, _, ok := rs[1].Current(ctx).ByAPIKey(fileKey); ok {
+		t.Error("a revoked file key works again after Redis lost its data")
 	}
 }

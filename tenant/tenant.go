@@ -22,10 +22,16 @@
 //   - Keys issued through the admin API are added to whichever definition
 //     is in force (file or override), and survive a PUT or PATCH. Deleting
 //     the tenant or removing its override discards them.
-//   - A revoked key id stays revoked, file keys included, even after the
-//     override is removed: a reset must not silently bring back a key that
-//     was revoked for cause. To drop a revoked file key for good, remove it
-//     from the file; keys are random, so nothing else ever takes its id.
+//   - A revoked key id stays revoked for good, in every tenant, file keys
+//     included, even after the override is removed or the tenant deleted: a
+//     reset must not silently bring back a key that was revoked for cause,
+//     nor may a write or a file edit hand it to another tenant. An admin
+//     write that names a revoked key is refused; a file that lists one
+//     (under any tenant) is logged, and the key stays refused. To drop a
+//     revoked file key, remove it from the file; keys are random, so
+//     nothing else ever takes its id. Remove it in any case: revocations
+//     live in Redis, and a replica started after Redis lost its data knows
+//     none (a running one remembers them).
 //   - Removing the override (reset) makes the tenant exactly the file's
 //     definition again, less its revoked keys; a tenant only the admin API
 //     defined is then gone.
@@ -40,17 +46,41 @@
 //	                             AES-256-GCM), revoked key ids
 //	{tenants}:version    string  a counter bumped by every write, in the
 //	                             same Lua script as the write
+//	{tenants}:revoked    set     every key id ever revoked, of any tenant
+//	{tenants}:closed     string  the closed marker, set by the first write
+//	                             and never cleared (see Open mode)
 //
 // A write compares the version it read and retries on a conflict, so
 // concurrent admin writes lose no update and the checks of the whole set
 // (guarantees fit their pool) hold. Every request reads the version (one
 // GET) and reloads when it changed; Registry.Run polls it every 500ms for
-// replicas with no traffic.
+// replicas with no traffic. While Redis fails, the last tenants loaded are
+// served and the version is read at most once per poll interval.
 //
-// When no tenant is configured at all (none in the file and no override of
-// any kind), the directory is open: the gateway serves everyone as the
-// DefaultID tenant. Deleting the last tenant through the admin API leaves a
-// tombstone, so the gateway does not silently fall open.
+// # Open mode
+//
+// A registry that finds no tenant configured when it first loads (none in
+// the file, no override of any kind, and no closed marker in the override
+// store) is open: the gateway serves everyone as the DefaultID tenant,
+// unauthenticated, and says so at start-up. That is the only way to be
+// open. Once a registry has seen a tenant (in the file or in the
+// overrides) or the closed marker, or when Options.RequireAuth is set, it
+// is closed for the life of the process: if the tenants later run out (the
+// last one deleted and its tombstone removed, a file reload that drops the
+// last one, Redis losing its data), it logs an error once and refuses every
+// request until a tenant is defined again. It never falls open at run time.
+//
+// The closed marker carries that to replicas started later: every override
+// write sets it, and nothing removes it, so a replica that starts with no
+// tenant left stays closed too. A registry in process (no Redis) keeps it
+// only for its own life. The marker lives in Redis with the overrides, so
+// if Redis loses its data (a restart without persistence) and then every
+// replica restarts, nothing remembers that tenants existed, and a gateway
+// with no tenant in its file starts open. That cannot be told apart from a
+// fresh install; set Options.RequireAuth (QUOTAGATE_REQUIRE_AUTH=true)
+// wherever tenants are meant to exist, so that it refuses everyone instead.
+// Likewise a deployment whose tenants are only in the file, restarted with
+// a file that lists none, starts open unless RequireAuth is set.
 package tenant
 
 import (
@@ -168,6 +198,7 @@ type Guarantee struct {
 // Directory is an immutable snapshot of the tenants in force.
 type Directory struct {
 	open       bool
+	loaded     bool
 	tenants    map[string]*Tenant
 	list       []*Tenant
 	apiKeys    map[[sha256.Size]byte]apiKeyEntry
@@ -190,9 +221,18 @@ type accessKeyEntry struct {
 // of its own, every model.
 var openTenant = &Tenant{ID: DefaultID, Source: SourceFile, budgets: map[string]quota.TenantBudget{}}
 
-// Open reports whether no tenant is configured: the gateway then serves
-// everyone as the DefaultID tenant without authentication.
+// Open reports whether the gateway runs open: it serves everyone as the
+// DefaultID tenant without authentication. Only a registry that never saw
+// a tenant is open (see the package doc); a directory with no tenant that
+// is not open refuses everyone.
 func (d *Directory) Open() bool { return d.open }
+
+// Loaded reports whether the directory was built from the overrides as
+// read from the override store. It is false while a registry has not yet
+// read them (Redis down at start-up): only the file's tenants are known,
+// so a credential not found may be one issued through the admin API, and
+// the caller should be told to retry rather than that it is unknown.
+func (d *Directory) Loaded() bool { return d.loaded }
 
 // ByAPIKey finds the tenant of a bearer key. The key is hashed and the hash
 // compared in constant time; keyID is the key's public id (for logs and
@@ -274,7 +314,9 @@ func FromConfig(tenants map[string]quota.TenantConfig, source string) (*Director
 	for id, cfg := range tenants {
 		members = append(members, plainMember(id, source, cfg, secrets[id]))
 	}
-	return build(members, len(tenants) == 0, nil), nil
+	d := build(members, nil)
+	d.open, d.loaded = len(tenants) == 0, true
+	return d, nil
 }
 
 // plainMember is a tenant with no override: its credentials are those of its
@@ -351,14 +393,14 @@ type member struct {
 	origins    map[string]string  // key id -> KeyInfo.Origin
 }
 
-// build makes a directory. A credential claimed by two tenants is given to
+// build makes a directory, neither open nor loaded until its caller says
+// so (before anyone else sees it). A credential claimed by two tenants is given to
 // neither, and logged: admin writes and file checks refuse duplicates, so
 // this only guards against a race between the file and an override, where
 // serving either tenant could let one spend the other's budget.
-func build(members []member, open bool, logger *slog.Logger) *Directory {
+func build(members []member, logger *slog.Logger) *Directory {
 	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.id, b.id) })
 	d := &Directory{
-		open:       open,
 		tenants:    make(map[string]*Tenant, len(members)),
 		list:       make([]*Tenant, 0, len(members)),
 		apiKeys:    map[[sha256.Size]byte]apiKeyEntry{},
