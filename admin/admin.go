@@ -47,14 +47,19 @@
 //	DELETE /admin/v1/tenants/{id}/keys/{key_id}
 //	    Revokes a key (a bearer key by its "k-..." id, an access key by its
 //	    id), of any origin, file keys included; every replica refuses it
-//	    from its next request. 204.
+//	    from its next request. 204. A revoked key id is refused for good,
+//	    in every tenant: a PUT or PATCH that names it (its hash in api_keys,
+//	    its id in access_keys) is 400 with that field, and a budgets file
+//	    that lists it again, under any tenant, does not bring it back.
 //	GET    /admin/v1/tenants/{id}/usage[?model=id]
 //	    200 {"tenant", "models": [{"model", "pool", "limits",
 //	    "guaranteed_tpm", "usage": {"window_tokens", "window_requests",
 //	    "day_tokens", "in_flight"}}], "all": {"limits", "usage"}}: the
 //	    tenant's counters in each model pool (tokens and requests in the
 //	    current window, tokens today, requests in flight) and in its "*"
-//	    budget when it has one. Models reported: the budgets file's that the
+//	    budget when it has one with a limit ("all" is left out otherwise:
+//	    a "*" budget without limits is never counted, so it would read 0
+//	    whatever the tenant did). Models reported: the budgets file's that the
 //	    tenant may call, the tenant's budget keys, its allowed models that
 //	    are not globs, and each ?model= asked for.
 //

@@ -352,8 +352,10 @@ func TestAdminBadInputs(t *testing.T) {
 		})
 	}
 	// The valid counterpart of the oversubscription case is accepted: the
-	// check is against the merged set, not a blanket refusal.
-	want(t, call(t, h, "PATCH", "/admin/v1/tenants/search", `{"budgets": {"`+haiku+`": {"guaranteed_tpm": 400}}}`), http.StatusOK)
+	// check is against the merged set, not a blanket refusal. (The "*" tpm
+	// is raised with it: a guarantee over the tenant's own "*" tpm could
+	// never be used, and is refused for that.)
+	want(t, call(t, h, "PATCH", "/admin/v1/tenants/search", `{"budgets": {"*": {"tpm": 400}, "`+haiku+`": {"guaranteed_tpm": 400}}}`), http.StatusOK)
 }
 
 func TestAdminToken(t *testing.T) {
@@ -556,3 +558,35 @@ func (s *syncBuffer) String() string {
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// TestAdminRevokedKeyRefused: a key revoked from one tenant cannot be given
+// to another: 400 naming the field, and nothing written.
+func TestAdminRevokedKeyRefused(t *testing.T) {
+	rs, _, _ := redisReplicas(t, 2, nil)
+	key := "qg-some-key"
+	hash := tenant.HashAPIKey(key)
+	want(t, call(t, rs[0].h, "PUT", "/admin/v1/tenants/a", `{"api_keys": ["`+hash+`"]}`), http.StatusCreated)
+	want(t, call(t, rs[0].h, "DELETE", "/admin/v1/tenants/a/keys/"+tenant.APIKeyID(key), ""), http.StatusNoContent)
+	res := call(t, rs[1].h, "PUT", "/admin/v1/tenants/b", `{"api_keys": ["`+hash+`"]}`)
+	want(t, res, http.StatusBadRequest)
+	if res.body["field"] != "api_keys[0]" || !strings.Contains(res.body["message"].(string), "revoked") {
+		t.Errorf("got field %v, message %v; want api_keys[0], saying the key was revoked", res.body["field"], res.body["message"])
+	}
+	want(t, call(t, rs[1].h, "GET", "/admin/v1/tenants/b", ""), http.StatusNotFound)
+}
+
+// TestAdminUsageOmitsUncountedAll: a "*" budget without limits is never
+// counted by admission, so the usage endpoint does not report it (its
+// counters would always read 0).
+func TestAdminUsageOmitsUncountedAll(t *testing.T) {
+	rs, _, _ := redisReplicas(t, 1, map[string]quota.TenantConfig{
+		"tracked": {Budgets: map[string]quota.TenantBudget{quota.AllModels: {}, haiku: {}}},
+	})
+	h := rs[0].h
+	h.Usage = &fakeUsage{}
+	res := call(t, h, "GET", "/admin/v1/tenants/tracked/usage", "")
+	want(t, res, http.StatusOK)
+	if _, ok := res.body["all"]; ok {
+		t.Errorf(`a "*" budget without limits is reported: %s`, res.raw)
+	}
+}

@@ -81,7 +81,9 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Models = append(out.Models, poolUsageView{Model: m, Pool: pool, Limits: limitsView(b.Limits), GuaranteedTPM: b.GuaranteedTPM, Usage: countersView(u)})
 	}
-	if b, ok := t.Budget(quota.AllModels); ok {
+	// A "*" budget with no limit is never charged (admission skips it), so
+	// its counters would always read 0: reported only when it limits.
+	if b, ok := t.Budget(quota.AllModels); ok && !b.Limits.IsZero() {
 		u, err := h.Usage.Usage(ctx, quota.TenantAllBudget(t.ID, b.Limits))
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, `reading the usage of the "*" budget: `+err.Error(), "")
