@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/telemetry"
+	"github.com/quotagate/quotagate/tenant"
 )
 
 // Config is the gateway's whole configuration, read from the environment
@@ -61,6 +64,14 @@ type Config struct {
 	// AuthFailures is how many failed authentications per minute one
 	// source may make before it is refused with ThrottlingException.
 	AuthFailures int `env:"QUOTAGATE_AUTH_FAILURES" envDefault:"20"`
+	// RequireAuth forbids open mode: with no tenant configured, every
+	// request is refused instead of served, unauthenticated, as tenant
+	// "default". Without it, a gateway that starts with no tenant in the
+	// budgets file and none in Redis runs open, which is also what a
+	// replica started after Redis lost its data (a restart without
+	// persistence) finds: set it wherever tenants are meant to exist. A
+	// replica that has seen a tenant never opens, with or without it.
+	RequireAuth bool `env:"QUOTAGATE_REQUIRE_AUTH" envDefault:"false"`
 
 	// Standard AWS variables. Region and credentials are resolved by the
 	// SDK's default chain; these two are read here because they change how
@@ -72,10 +83,10 @@ type Config struct {
 
 // String prints the configuration for the start-up log, without secrets.
 func (c Config) String() string {
-	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s admin_api=%t admin_addr=%q auth_failures=%d",
+	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s admin_api=%t admin_addr=%q auth_failures=%d require_auth=%t",
 		c.Addr, c.TLSCertFile != "", c.MaxBodyBytes, c.DrainTimeout, c.UpstreamHeaderTimeout, c.LogLevel, c.upstreamAuth(),
 		c.BudgetsFile, c.RedisURL != "", c.FailurePolicy, c.Replicas, c.MaxWait, c.LeaseTTL, c.EstimateMargin, c.CountTokens, c.BudgetWindow,
-		c.AdminToken != "", c.AdminAddr, c.AuthFailures)
+		c.AdminToken != "", c.AdminAddr, c.AuthFailures, c.RequireAuth)
 }
 
 // secretsKey is the key material that seals issued access-key secrets:
@@ -193,8 +204,19 @@ func (c Config) validate() []error {
 		}
 	}
 	if c.BudgetsFile != "" {
-		if _, err := quota.LoadConfig(c.BudgetsFile); err != nil {
+		if bc, err := quota.LoadConfig(c.BudgetsFile); err != nil {
 			bad("QUOTAGATE_CONFIG=%s:\n%v", c.BudgetsFile, err)
+		} else {
+			// Start-up resolves every secret and refuses to serve without
+			// one; say so here too, so that -check-config predicts it. The
+			// errors name the variable or file, never the secret.
+			for _, id := range slices.Sorted(maps.Keys(bc.Tenants)) {
+				for _, ak := range bc.Tenants[id].AccessKeys {
+					if _, err := tenant.ResolveSecret(ak); err != nil {
+						bad("QUOTAGATE_CONFIG=%s: tenant %q access key %s: %v", c.BudgetsFile, id, ak.ID, err)
+					}
+				}
+			}
 		}
 	}
 	for name, v := range map[string]string{"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": c.ServiceEndpoint, "AWS_ENDPOINT_URL": c.GlobalEndpoint} {

@@ -4,24 +4,30 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"log/slog"
-	"net/url"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/quotagate/quotagate/bedrocksim"
+	"github.com/quotagate/quotagate/tenant"
 )
 
 // TestCheckConfigReportsEveryProblem: one run lists every bad variable, so
@@ -312,5 +318,155 @@ func TestDrainDelayReportsNotReady(t *testing.T) {
 	resp.Body.Close()
 	if err := <-done; err != nil {
 		t.Fatalf("run = %v, want a clean stop", err)
+	}
+}
+
+const haikuID = "anthropic.claude-3-haiku-20240307-v1:0"
+
+// writeBudgets writes a budgets file and returns its path.
+func writeBudgets(t *testing.T, path, yaml string) string {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "budgets.yaml")
+	}
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestCheckConfigResolvesTenantSecrets: -check-config fails, naming the
+// tenant and key id, when an access key's secret cannot be read, as
+// start-up would; it never prints a secret.
+func TestCheckConfigResolvesTenantSecrets(t *testing.T) {
+	t.Setenv("AWS_REGION", "eu-west-1")
+	t.Setenv("QG_TEST_SEARCH_SECRET", "")
+	t.Setenv("QG_TEST_CHAT_SECRET", "chat-secret-value")
+	path := writeBudgets(t, "", `
+tenants:
+  search:
+    access_keys: [{id: QGAKSEARCH0000001, secret_env: QG_TEST_SEARCH_SECRET}]
+  chat:
+    access_keys:
+      - {id: QGAKCHAT000000001, secret_env: QG_TEST_CHAT_SECRET}
+      - {id: QGAKCHAT000000002, secret_file: /nonexistent/quotagate-secret}
+`)
+	env := map[string]string{"QUOTAGATE_CONFIG": path, "AWS_BEARER_TOKEN_BEDROCK": "secret-api-key"}
+	err := run(context.Background(), []string{"-check-config"}, env, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("-check-config passed with access-key secrets that cannot be read")
+	}
+	for _, want := range []string{`"search"`, "QGAKSEARCH0000001", "QG_TEST_SEARCH_SECRET", `"chat"`, "QGAKCHAT000000002", "/nonexistent/quotagate-secret"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "QGAKCHAT000000001") || strings.Contains(err.Error(), "chat-secret-value") {
+		t.Errorf("error mentions a key that resolves, or its secret:\n%v", err)
+	}
+	t.Setenv("QG_TEST_SEARCH_SECRET", "search-secret-value")
+	writeBudgets(t, path, `
+tenants:
+  search:
+    access_keys: [{id: QGAKSEARCH0000001, secret_env: QG_TEST_SEARCH_SECRET}]
+`)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-check-config"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("-check-config with every secret set: %v", err)
+	}
+	if strings.Contains(out.String(), "search-secret-value") {
+		t.Error("a secret was printed")
+	}
+}
+
+// TestReadyzWaitsForTenants: a replica whose tenant registry has not read
+// the overrides yet (Redis down at start-up) is not ready: it would refuse
+// keys issued through the admin API.
+func TestReadyzWaitsForTenants(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1, DialTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	down, err := tenant.NewRegistry(tenant.Options{Client: c, Logger: discardLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := tenant.NewRegistry(tenant.Options{Logger: discardLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(Config{}, http.NotFoundHandler(), upstream{}, discardLog())
+	for _, tc := range []struct {
+		name string
+		reg  *tenant.Registry
+		want int
+	}{{"not loaded", down, http.StatusServiceUnavailable}, {"loaded", loaded, http.StatusOK}} {
+		srv.tenants = &tenants{registry: tc.reg, log: discardLog()}
+		w := httptest.NewRecorder()
+		srv.ready(w, httptest.NewRequest("GET", "/readyz", nil), upstream{})
+		if w.Code != tc.want {
+			t.Errorf("%s: /readyz %d, want %d: %s", tc.name, w.Code, tc.want, w.Body)
+		}
+	}
+}
+
+// TestBudgetsReloadWarnsOfOverrideConflicts: a budgets file that shrinks a
+// pool under the guarantees of admin overrides is put in force (only the
+// admin can fix an override), with a warning naming the conflict, checked
+// against the new file rather than the one it replaces.
+func TestBudgetsReloadWarnsOfOverrideConflicts(t *testing.T) {
+	file := func(tpm int) string {
+		return fmt.Sprintf("models:\n  %s: {tpm: %d}\ntenants:\n  a:\n    budgets:\n      %s: {guaranteed_tpm: 600}\n", haikuID, tpm, haikuID)
+	}
+	path := writeBudgets(t, "", file(1000))
+	cfg, err := loadConfig(map[string]string{"QUOTAGATE_CONFIG": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	bud, err := newBudgets(cfg, false, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten, err := newTenants(cfg, bud, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ten.start(ctx)
+	if _, _, err := ten.registry.Put(ctx, "b", []byte(`{"budgets": {"`+haikuID+`": {"guaranteed_tpm": 400}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	writeBudgets(t, path, file(800))
+	if err := bud.watcher.Reload(); err != nil {
+		t.Fatalf("the reload was refused for an override's conflict: %v", err)
+	}
+	if got := bud.config().Models[haikuID].Limits.TPM; got != 800 {
+		t.Errorf("pool TPM after the reload: got %d, want 800", got)
+	}
+	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "800") {
+		t.Errorf("no warning of the guarantees over the new pool TPM:\n%s", out)
+	}
+}
+
+// TestRequireAuthForbidsOpenMode: QUOTAGATE_REQUIRE_AUTH=true keeps a
+// gateway with no tenants closed instead of open to everyone.
+func TestRequireAuthForbidsOpenMode(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		cfg, err := loadConfig(map[string]string{"QUOTAGATE_REQUIRE_AUTH": strconv.FormatBool(require)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bud, err := newBudgets(cfg, false, nil, discardLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ten, err := newTenants(cfg, bud, discardLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ten.start(context.Background())
+		if open := ten.registry.Current(context.Background()).Open(); open == require {
+			t.Errorf("QUOTAGATE_REQUIRE_AUTH=%t: open %t", require, open)
+		}
 	}
 }

@@ -88,6 +88,7 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 	srv := newServer(cfg, gw, up, log)
 	srv.metrics = tel.MetricsHandler
 	srv.budgets = bud
+	srv.tenants = ten
 	if h := ten.adminHandler(); h != nil {
 		if cfg.AdminAddr == "" {
 			srv.admin = h
@@ -163,6 +164,7 @@ type server struct {
 	metrics  http.Handler // Prometheus; nil: no /metrics
 	budgets  *budgets     // nil: no budgets
 	admin    http.Handler // the admin API on this listener; nil: not here
+	tenants  *tenants     // nil: no tenant registry to wait for
 	// cancel ends every in-flight request when the drain timeout runs out.
 	cancel context.CancelFunc
 	base   context.Context
@@ -218,7 +220,8 @@ func newServer(cfg Config, gw http.Handler, up upstream, log *slog.Logger) *serv
 }
 
 // ready answers 200 only when the gateway can do useful work: not draining,
-// and able to produce credentials for Bedrock.
+// able to produce credentials for Bedrock, enforcing budgets, and knowing
+// its tenants.
 func (s *server) ready(w http.ResponseWriter, r *http.Request, up upstream) {
 	if s.draining.Load() {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -237,6 +240,13 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request, up upstream) {
 		if err := s.budgets.ready(r.Context()); err != nil {
 			s.log.Warn("not ready: budgets cannot be enforced", "error", err)
 			http.Error(w, "budget store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	if s.tenants != nil {
+		if err := s.tenants.ready(); err != nil {
+			s.log.Warn("not ready: tenants unknown", "error", err)
+			http.Error(w, "tenant registry not loaded", http.StatusServiceUnavailable)
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -27,25 +28,28 @@ type tenants struct {
 // admin changes and authentication failures are shared by every replica.
 func newTenants(cfg Config, bud *budgets, log *slog.Logger) (*tenants, error) {
 	reg, err := tenant.NewRegistry(tenant.Options{
-		Client:     bud.redis, // nil: in process
-		KeyPrefix:  cfg.RedisPrefix,
-		SecretsKey: cfg.secretsKey(),
-		Config:     bud.config,
-		Logger:     log,
+		Client:      bud.redis, // nil: in process
+		KeyPrefix:   cfg.RedisPrefix,
+		SecretsKey:  cfg.secretsKey(),
+		Config:      bud.config,
+		Logger:      log,
+		RequireAuth: cfg.RequireAuth,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tenants: %w", err)
 	}
 	if bud.config != nil {
-		if err := reg.SetFile(bud.config().Tenants); err != nil {
+		if err := reg.SetConfig(bud.config()); err != nil {
 			return nil, err
 		}
 	}
 	if bud.watcher != nil {
 		// A reload whose tenants cannot be put in force (a secret that
 		// cannot be read) is refused whole: budgets and tenants change
-		// together or not at all.
-		bud.watcher.Accept = func(c *quota.Config) error { return reg.SetFile(c.Tenants) }
+		// together or not at all. Overrides that conflict with the new
+		// file (guarantees over a pool it shrank) are logged, not refused:
+		// the file cannot fix them, the admin API must.
+		bud.watcher.Accept = reg.SetConfig
 	}
 	t := &tenants{registry: reg, log: log}
 	limits := proxy.AuthLimitOptions{Failures: cfg.AuthFailures, Period: time.Minute, KeyPrefix: cfg.RedisPrefix + "authfail:"}
@@ -62,21 +66,34 @@ func newTenants(cfg Config, bud *budgets, log *slog.Logger) (*tenants, error) {
 }
 
 // start reads the run-time overrides once and says how the gateway
-// authenticates. A Redis that does not answer yet is not fatal: every
-// request retries, and until one succeeds only the file's tenants are
-// known and the gateway does not run open.
+// authenticates. A Redis that does not answer yet is not fatal: the
+// registry retries, /readyz fails until it succeeds, and until then only
+// the file's tenants are known and the gateway does not run open.
 func (t *tenants) start(ctx context.Context) {
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := t.registry.Load(lctx); err != nil {
-		t.log.Warn("tenant overrides not loaded yet; retrying on every request", "error", err)
+		t.log.Warn("tenant overrides not loaded yet; retrying, and not ready until they are", "error", err)
 	}
 	dir := t.registry.Current(ctx)
-	if dir.Open() {
-		t.log.Warn("no tenants configured: the gateway is open and every caller is tenant \"default\"; define tenants in the budgets file or through the admin API to require credentials")
-	} else {
-		t.log.Info("tenants in force: callers must authenticate", "tenants", len(dir.List()))
+	switch n := len(dir.List()); {
+	case dir.Open():
+		t.log.Warn("no tenants configured: the gateway is open and every caller is tenant \"default\"; define tenants in the budgets file or through the admin API to require credentials, or set QUOTAGATE_REQUIRE_AUTH=true to refuse everyone until then")
+	case n > 0:
+		t.log.Info("tenants in force: callers must authenticate", "tenants", n)
 	}
+	// No tenant and not open: the registry has logged that every request
+	// is refused.
+}
+
+// ready reports whether the tenants in force are known: the overrides
+// were read at least once. Until then a key issued through the admin API
+// would be refused as unknown.
+func (t *tenants) ready() error {
+	if !t.registry.Loaded() {
+		return errors.New("tenant overrides not read from Redis yet")
+	}
+	return nil
 }
 
 // run keeps the registry current until ctx ends.
