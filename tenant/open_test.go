@@ -125,6 +125,19 @@ func TestRegistryNeverReopens(t *testing.T) {
 			t.Errorf("%q logged %d times after emptying twice, want twice", noTenantsLeft, n)
 		}
 	})
+	t.Run("file tenants close a replica started later with none", func(t *testing.T) {
+		c, prefix := redistest.New(t)
+		r, _ := newLoggedRegistry(t, Options{Client: c, KeyPrefix: prefix}, map[string]quota.TenantConfig{"search": {}})
+		if r.Current(ctx).Open() {
+			t.Fatal("a registry with a file tenant is open")
+		}
+		// A replica started with a budgets file that lists none (an edit
+		// that dropped the section) finds the marker the first one left.
+		late, _ := newLoggedRegistry(t, Options{Client: c, KeyPrefix: prefix}, nil)
+		if late.Current(ctx).Open() {
+			t.Error("a replica started with no file tenants, after another had some, is open")
+		}
+	})
 	t.Run("open until a tenant is defined", func(t *testing.T) {
 		r, logs := newLoggedRegistry(t, Options{}, nil)
 		if !r.Current(ctx).Open() {

@@ -376,6 +376,19 @@ func (r *Registry) reloadLocked(ctx context.Context) (*snapshot, error) {
 		return nil, err
 	}
 	r.recovered()
+	if !st.closed && len(r.file.Load().tenants) > 0 {
+		// Tenants from the file close the deployment for good, as an
+		// admin write does: a replica started later with a file that
+		// lists none must not run open. Best effort: the next load
+		// tries again.
+		cctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+		if err := r.st.markClosed(cctx); err != nil {
+			r.logger.Warn("could not record that this deployment has tenants", "error", err)
+		} else {
+			st.closed = true
+		}
+		cancel()
+	}
 	docs := make(map[string]*override, len(st.docs))
 	// Revocations are never undone, so the set only grows: one this
 	// replica has seen stays refused even if Redis loses its data.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -30,6 +31,11 @@ type overrideStore interface {
 	// version, all at once, if the version is still expect; else
 	// errConflict.
 	write(ctx context.Context, expect int64, id string, doc []byte, revoke []string) (int64, error)
+	// markClosed sets the closed marker alone: a replica that finds
+	// tenants in its budgets file records that the deployment has had
+	// tenants, so that one started later with a file that lists none
+	// stays closed too.
+	markClosed(ctx context.Context) error
 }
 
 // stored is the content of an override store at one instant.
@@ -54,6 +60,7 @@ var errConflict = errors.New("tenant overrides changed concurrently")
 type redisCmdable interface {
 	redis.Scripter
 	Get(ctx context.Context, key string) *redis.StringCmd
+	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
 	TxPipeline() redis.Pipeliner
 }
 
@@ -81,6 +88,10 @@ func newRedisStore(c redisCmdable, prefix string) *redisStore {
 		revoked: prefix + "{tenants}:revoked",
 		closed:  prefix + "{tenants}:closed",
 	}
+}
+
+func (s *redisStore) markClosed(ctx context.Context) error {
+	return s.c.Set(ctx, s.closed, "1", 0).Err()
 }
 
 func (s *redisStore) version(ctx context.Context) (int64, error) {
@@ -172,6 +183,13 @@ func (s *memoryStore) version(context.Context) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ver, nil
+}
+
+func (s *memoryStore) markClosed(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
 }
 
 func (s *memoryStore) load(context.Context) (stored, error) {
