@@ -39,7 +39,8 @@ var defaultTenant = &tenant.Tenant{ID: tenant.DefaultID}
 //
 // A source that keeps failing is refused with ThrottlingException before
 // its credentials are looked at (see AuthLimiter). Errors carry AWS's
-// wording and never a key, secret or signature: they reach the access log.
+// wording and never a key, secret, signature or any other part of a
+// header: they reach the caller, the access log and the span.
 func (g *Gateway) authenticate(ctx context.Context, r *http.Request, body []byte) (*tenant.Tenant, error) {
 	t, _, err := g.authenticateIn(ctx, r, body)
 	return t, err
@@ -82,9 +83,16 @@ func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []by
 	return t, dir, nil
 }
 
+// msgBadAuthorization answers an Authorization header of neither scheme.
+// It quotes nothing of the header: with no scheme, or a tab after
+// "Bearer", the header starts with the caller's key.
+const msgBadAuthorization = "The Authorization header must be 'Bearer <API key>' or an AWS Signature Version 4 ('AWS4-HMAC-SHA256 Credential=...')."
+
 // identify finds the tenant of r's credentials.
 func identify(dir *tenant.Directory, r *http.Request, body []byte) (*tenant.Tenant, error) {
 	authz := r.Header.Get("Authorization")
+	// The scheme is case-insensitive and followed by one space (RFC 9110,
+	// section 11.4); "Bearer" and a tab is neither scheme.
 	if scheme, token, ok := strings.Cut(authz, " "); ok && strings.EqualFold(scheme, "Bearer") {
 		t, _, ok := dir.ByAPIKey(strings.TrimSpace(token))
 		if !ok {
@@ -93,6 +101,9 @@ func identify(dir *tenant.Directory, r *http.Request, body []byte) (*tenant.Tena
 			return nil, &authError{class: errUnrecognizedClient, msg: sigv4.MsgUnrecognizedClient}
 		}
 		return t, nil
+	}
+	if authz != "" && !strings.HasPrefix(authz, sigv4.Algorithm+" ") {
+		return nil, &authError{class: errIncompleteSignature, msg: msgBadAuthorization}
 	}
 	var t *tenant.Tenant
 	v := sigv4.Verifier{

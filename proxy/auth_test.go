@@ -261,7 +261,36 @@ func TestAuthErrors(t *testing.T) {
 				r.Header.Set("Authorization", "Basic "+searchAPIKey)
 				return r
 			},
-			wantType: bedrock.IncompleteSignature, wantMsg: "Unsupported AWS 'algorithm': 'Basic'.",
+			wantType: bedrock.IncompleteSignature, wantMsg: msgBadAuthorization,
+		},
+		{
+			// A Bedrock API key sent as the whole header: the message
+			// must not quote its start, as a scheme.
+			name: "key without a scheme",
+			req: func(t *testing.T) *http.Request {
+				r := authRequest(t, haikuModel, otherSource)
+				r.Header.Set("Authorization", searchAPIKey)
+				return r
+			},
+			wantType: bedrock.IncompleteSignature, wantMsg: msgBadAuthorization,
+		},
+		{
+			name: "tab after Bearer",
+			req: func(t *testing.T) *http.Request {
+				r := authRequest(t, haikuModel, otherSource)
+				r.Header.Set("Authorization", "Bearer\t"+searchAPIKey)
+				return r
+			},
+			wantType: bedrock.IncompleteSignature, wantMsg: msgBadAuthorization,
+		},
+		{
+			name: "SigV4 scheme with a tab",
+			req: func(t *testing.T) *http.Request {
+				r := withSigV4(t, authRequest(t, haikuModel, otherSource), searchKeyID, searchSecret, "us-east-1")
+				r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), " ", "\t", 1))
+				return r
+			},
+			wantType: bedrock.IncompleteSignature, wantMsg: msgBadAuthorization,
 		},
 		{
 			name: "bearer key, model not allowed",
@@ -310,7 +339,8 @@ func TestAuthErrors(t *testing.T) {
 	}
 }
 
-// noSecrets fails if s carries a key, a secret or r's signature.
+// noSecrets fails if s carries any 8 consecutive characters of a key, a
+// secret or r's signature: a quote cut short leaks as much as a whole one.
 func noSecrets(t testing.TB, what, s string, r *http.Request) {
 	t.Helper()
 	secrets := []string{searchAPIKey, adsAPIKey, searchSecret}
@@ -318,8 +348,11 @@ func noSecrets(t testing.TB, what, s string, r *http.Request) {
 		secrets = append(secrets, sig)
 	}
 	for _, x := range secrets {
-		if strings.Contains(s, x) {
-			t.Errorf("%s %q contains a secret", what, s)
+		for i := 0; i+8 <= len(x); i++ {
+			if strings.Contains(s, x[i:i+8]) {
+				t.Errorf("%s %q contains %q of a secret", what, s, x[i:i+8])
+				break
+			}
 		}
 	}
 }

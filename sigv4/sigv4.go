@@ -2,26 +2,27 @@
 // the way an AWS front end does, so that a server can accept callers that
 // sign with an unmodified AWS SDK or CLI and static credentials.
 //
-// The signature is recomputed with aws-sdk-go-v2's own signer over what the
-// caller said it signed (the method, the escaped path and query, the headers
-// named in SignedHeaders, and the SHA-256 of the body), then compared in
-// constant time. Failures are *bedrock.Error values worded as AWS words them,
-// so SDKs raise the exceptions their users already handle.
+// The signature is recomputed over what the caller said it signed (the
+// method, the escaped path and query, the headers named in SignedHeaders, and
+// the SHA-256 of the body), building the canonical request as the AWS SDKs'
+// signers do, then compared in constant time. A signed ":authority" header
+// (HTTP/2's Host, which the AWS SDK for JavaScript v3 signs instead of host
+// when it speaks HTTP/2) stands for the request's Host. Failures are
+// *bedrock.Error values worded as AWS words them, so SDKs raise the
+// exceptions their users already handle; no message quotes a header, since
+// messages reach the caller and the access log and headers carry keys.
 package sigv4
 
 import (
-	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/quotagate/quotagate/bedrock"
 )
@@ -46,6 +47,11 @@ const (
 	// MsgSignatureMismatch is AWS's answer to a signature that does not
 	// match the request.
 	MsgSignatureMismatch = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+	// MsgUnsupportedAlgorithm answers an Authorization header that is not
+	// a SigV4 one. AWS quotes the scheme it found; this does not, because
+	// a header with no scheme, or with a tab after it, starts with the
+	// caller's key.
+	MsgUnsupportedAlgorithm = "Unsupported AWS 'algorithm': the Authorization header must start with 'AWS4-HMAC-SHA256 '."
 )
 
 // Verifier checks SigV4 signatures for one service. Set its fields before the
@@ -71,23 +77,22 @@ type Verifier struct {
 	Secret func(accessKeyID string) (secret string, ok bool)
 }
 
-// signer recomputes signatures. It holds no state between calls.
-var signer = v4.NewSigner()
-
 // Verify checks r's SigV4 signature, with body as the request's complete
 // body (the caller has read it), and returns the access key id that signed
 // it. On failure err is a *bedrock.Error:
 //
 //   - MissingAuthenticationTokenException without an Authorization header;
-//   - IncompleteSignatureException for a malformed one or a missing or
-//     malformed X-Amz-Date;
+//   - IncompleteSignatureException for a malformed one (one that does not
+//     sign host or :authority included) or a missing or malformed
+//     X-Amz-Date;
 //   - InvalidSignatureException for a signature outside the allowed skew,
 //     a credential scoped to another service (or region, when Region is
 //     set), a body that does not match x-amz-content-sha256, or a signature
 //     that does not match the request;
 //   - UnrecognizedClientException for an unknown access key id.
 //
-// Messages never contain the signature or a secret.
+// Messages never contain the signature, a secret or any other part of a
+// header.
 func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err error) {
 	authz := r.Header.Get("Authorization")
 	if authz == "" {
@@ -103,12 +108,13 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 	}
 	signedAt, terr := time.Parse(amzDateFormat, amzDate)
 	if terr != nil {
-		return "", bedrock.Errorf(bedrock.IncompleteSignature, "Date must be in ISO-8601 'basic format'. Got '%s'. See http://en.wikipedia.org/wiki/ISO_8601", amzDate)
+		// AWS quotes the value; a header is never quoted here.
+		return "", bedrock.Errorf(bedrock.IncompleteSignature, "Date must be in ISO-8601 'basic format'. See http://en.wikipedia.org/wiki/ISO_8601")
 	}
-	if err := v.checkTime(signedAt, amzDate); err != nil {
+	if err := v.checkTime(signedAt); err != nil {
 		return "", err
 	}
-	if err := v.checkScope(a, signedAt, amzDate); err != nil {
+	if err := v.checkScope(a, signedAt); err != nil {
 		return "", err
 	}
 	var secret string
@@ -128,15 +134,17 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 	if sent := r.Header.Get("X-Amz-Content-Sha256"); sent != "" && sent != payloadHash {
 		return "", bedrock.Errorf(bedrock.InvalidSignature, "The provided 'x-amz-content-sha256' header does not match what was computed.")
 	}
-	want, ok := resign(r, a, payloadHash, aws.Credentials{AccessKeyID: a.accessKeyID, SecretAccessKey: secret}, signedAt)
+	want, ok := signature(r, a, amzDate, payloadHash, secret)
 	if !ok || subtle.ConstantTimeCompare([]byte(want), []byte(a.signature)) != 1 {
 		return "", bedrock.Errorf(bedrock.InvalidSignature, MsgSignatureMismatch)
 	}
 	return a.accessKeyID, nil
 }
 
-// checkTime applies the skew window, with AWS's wording for each side.
-func (v *Verifier) checkTime(signedAt time.Time, amzDate string) error {
+// checkTime applies the skew window, with AWS's wording for each side. The
+// dates quoted are formatted from the parsed time, not copied from the
+// header.
+func (v *Verifier) checkTime(signedAt time.Time) error {
 	now := time.Now
 	if v.Now != nil {
 		now = v.Now
@@ -146,6 +154,7 @@ func (v *Verifier) checkTime(signedAt time.Time, amzDate string) error {
 		skew = DefaultMaxSkew
 	}
 	t := now().UTC()
+	amzDate := signedAt.Format(amzDateFormat)
 	switch {
 	case signedAt.Before(t.Add(-skew)):
 		return bedrock.Errorf(bedrock.InvalidSignature, "Signature expired: %s is now earlier than %s (%s - %s.)",
@@ -166,18 +175,20 @@ func skewText(d time.Duration) string {
 }
 
 // checkScope checks the credential scope against the request date and the
-// verifier's service and region.
-func (v *Verifier) checkScope(a authorization, signedAt time.Time, amzDate string) error {
+// verifier's service and region. Unlike AWS, the messages do not quote the
+// scope: it is the caller's text, and only what the verifier expects is
+// quoted.
+func (v *Verifier) checkScope(a authorization, signedAt time.Time) error {
 	switch {
 	case a.date != signedAt.Format("20060102"):
-		return bedrock.Errorf(bedrock.InvalidSignature, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.",
-			a.date, signedAt.Format("20060102"), amzDate)
+		return bedrock.Errorf(bedrock.InvalidSignature, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: the scope's date must be '%s', from '%s'.",
+			signedAt.Format("20060102"), signedAt.Format(amzDateFormat))
 	case a.region == "" || (v.Region != "" && a.region != v.Region):
 		return bedrock.Errorf(bedrock.InvalidSignature, "Credential should be scoped to a valid region. ")
 	case a.service != v.Service:
 		return bedrock.Errorf(bedrock.InvalidSignature, "Credential should be scoped to correct service: '%s'. ", v.Service)
 	case a.terminator != "aws4_request":
-		return bedrock.Errorf(bedrock.InvalidSignature, "Credential should be scoped with a valid terminator: 'aws4_request', not '%s'. ", a.terminator)
+		return bedrock.Errorf(bedrock.InvalidSignature, "Credential should be scoped with a valid terminator: 'aws4_request'. ")
 	}
 	return nil
 }
@@ -196,13 +207,14 @@ type authorization struct {
 
 // parseAuthorization parses an Authorization header, answering
 // IncompleteSignatureException with AWS's wording for what is missing. AWS
-// echoes the whole header back; these messages do not, because they end up
-// in logs and the header holds the signature.
+// echoes the whole header back; these messages quote none of it, because
+// they end up in logs and the header holds the signature, or, when it is
+// not a SigV4 header at all, the caller's key.
 func parseAuthorization(authz string) (authorization, *bedrock.Error) {
 	var a authorization
 	alg, rest, _ := strings.Cut(authz, " ")
 	if alg != Algorithm {
-		return a, bedrock.Errorf(bedrock.IncompleteSignature, "Unsupported AWS 'algorithm': '%s'.", truncate(alg, 32))
+		return a, bedrock.Errorf(bedrock.IncompleteSignature, MsgUnsupportedAlgorithm)
 	}
 	var credential, signed string
 	for _, part := range strings.Split(rest, ",") {
@@ -235,52 +247,171 @@ func parseAuthorization(authz string) (authorization, *bedrock.Error) {
 	}
 	a.accessKeyID, a.date, a.region, a.service, a.terminator = scope[0], scope[1], scope[2], scope[3], scope[4]
 	a.signedHeaders = strings.Split(strings.ToLower(signed), ";")
+	if !slices.Contains(a.signedHeaders, "host") && !slices.Contains(a.signedHeaders, authority) {
+		// AWS's own answer: the host must be signed, so that a signature
+		// cannot be replayed against another endpoint.
+		return a, bedrock.Errorf(bedrock.IncompleteSignature, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+	}
 	return a, nil
 }
 
-// truncate bounds a caller-supplied string quoted in a message.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
+// authority is the HTTP/2 pseudo-header that carries the host (RFC 9113,
+// section 8.3.1). The AWS SDK for JavaScript v3 sends requests over HTTP/2
+// (its default for Bedrock Runtime), and its host-header middleware then
+// replaces the host header with ":authority" = hostname[:port] before
+// signing, so SignedHeaders starts with ":authority". Go's server takes the
+// pseudo-header out of the header map and into Request.Host.
+const authority = ":authority"
+
+// signature computes the signature of r from the headers a names, with the
+// derived signing key of the SigV4 specification: the canonical request,
+// its hash in the string to sign, and HMAC-SHA256 down the credential
+// scope. amzDate is X-Amz-Date as received, which is what the client put
+// in its string to sign. It is false when r lacks a header the client says
+// it signed, or the list of signed headers is not sorted and free of
+// duplicates as every signer writes it.
+func signature(r *http.Request, a authorization, amzDate, payloadHash, secret string) (string, bool) {
+	var creq strings.Builder
+	if !canonicalRequest(&creq, r, a.signedHeaders, payloadHash) {
+		return "", false
 	}
-	return s
+	sum := sha256.Sum256([]byte(creq.String()))
+	var sts strings.Builder
+	sts.Grow(len(Algorithm) + len(amzDate) + len(a.date) + len(a.region) + len(a.service) + 2*sha256.Size + 32)
+	sts.WriteString(Algorithm)
+	sts.WriteByte('\n')
+	sts.WriteString(amzDate)
+	sts.WriteByte('\n')
+	sts.WriteString(a.date + "/" + a.region + "/" + a.service + "/" + a.terminator)
+	sts.WriteByte('\n')
+	sts.WriteString(hex.EncodeToString(sum[:]))
+
+	key := hmacSHA256([]byte("AWS4"+secret), a.date)
+	key = hmacSHA256(key, a.region)
+	key = hmacSHA256(key, a.service)
+	key = hmacSHA256(key, a.terminator)
+	return hex.EncodeToString(hmacSHA256(key, sts.String())), true
 }
 
-// resign signs a copy of the request that holds only what the client said
-// it signed, and returns the signature. The path is the escaped path exactly
-// as received: the SDK escapes it once more for the canonical URI (a model
-// id's %3A becomes %253A), and so does the signer here.
-func resign(r *http.Request, a authorization, payloadHash string, creds aws.Credentials, signedAt time.Time) (string, bool) {
-	u, err := url.Parse("http://" + r.Host + r.URL.EscapedPath())
-	if err != nil {
-		return "", false
+func hmacSHA256(key []byte, data string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(data))
+	return m.Sum(nil)
+}
+
+// canonicalRequest writes r's canonical request: method, canonical URI,
+// canonical query, the signed headers' lines, the list, and the payload
+// hash. It follows aws-sdk-go-v2's signer, so that what the Go SDK signs
+// verifies byte for byte:
+//
+//   - the URI is the escaped path exactly as received, escaped once more
+//     (a model id's %3A becomes %253A), as every SDK does for services
+//     other than S3;
+//   - the query is sorted by name, then value, each escaped;
+//   - a header's values are joined with commas, each trimmed and its runs
+//     of spaces reduced to one;
+//   - host and :authority are r.Host, content-length is the request's
+//     length.
+func canonicalRequest(b *strings.Builder, r *http.Request, signed []string, payloadHash string) bool {
+	b.Grow(512)
+	b.WriteString(r.Method)
+	b.WriteByte('\n')
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
 	}
-	u.RawQuery = r.URL.RawQuery
-	req := &http.Request{Method: r.Method, URL: u, Host: r.Host, Header: make(http.Header)}
-	for _, name := range a.signedHeaders {
+	writeEscapedPath(b, path)
+	b.WriteByte('\n')
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		for _, vs := range q {
+			slices.Sort(vs)
+		}
+		// Encode sorts by name and escapes as SigV4 does, except for a
+		// space, which SigV4 writes %20.
+		b.WriteString(strings.ReplaceAll(q.Encode(), "+", "%20"))
+	}
+	b.WriteByte('\n')
+	host := r.Host
+	if host == "" && r.URL != nil {
+		host = r.URL.Host
+	}
+	for i, name := range signed {
+		if name == "" || (i > 0 && name <= signed[i-1]) {
+			return false
+		}
+		b.WriteString(name)
+		b.WriteByte(':')
 		switch name {
-		case "host":
-			// Always signed; taken from req.Host.
+		case "host", authority:
+			b.WriteString(canonicalValue(host))
 		case "content-length":
-			// The signer signs the length of the request, not a header.
-			req.ContentLength = r.ContentLength
+			switch {
+			case r.ContentLength >= 0:
+				b.WriteString(strconv.FormatInt(r.ContentLength, 10))
+			case r.Header.Get("Content-Length") != "":
+				b.WriteString(canonicalValue(r.Header.Get("Content-Length")))
+			default:
+				return false
+			}
 		default:
-			if vs := r.Header.Values(name); len(vs) > 0 {
-				req.Header[http.CanonicalHeaderKey(name)] = vs
+			vs := r.Header.Values(name)
+			if len(vs) == 0 {
+				return false
+			}
+			for j, v := range vs {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(canonicalValue(v))
 			}
 		}
+		b.WriteByte('\n')
 	}
-	if err := signer.SignHTTP(context.Background(), creds, req, payloadHash, a.service, a.region, signedAt); err != nil {
-		return "", false
+	b.WriteByte('\n')
+	for i, name := range signed {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(name)
 	}
-	got, perr := parseAuthorization(req.Header.Get("Authorization"))
-	if perr != nil {
-		return "", false
+	b.WriteByte('\n')
+	b.WriteString(payloadHash)
+	return true
+}
+
+// canonicalValue trims a header value and reduces its runs of spaces to
+// one, as the SigV4 specification's Trimall does.
+func canonicalValue(v string) string {
+	v = strings.TrimSpace(v)
+	if !strings.Contains(v, "  ") {
+		return v
 	}
-	// Headers the client claims but the signer would not sign (for example
-	// User-Agent) make the lists differ, and so the signatures.
-	if strings.Join(got.signedHeaders, ";") != strings.Join(a.signedHeaders, ";") {
-		return "", false
+	var b strings.Builder
+	b.Grow(len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] == ' ' && i > 0 && v[i-1] == ' ' {
+			continue
+		}
+		b.WriteByte(v[i])
 	}
-	return got.signature, true
+	return b.String()
+}
+
+// writeEscapedPath percent-encodes a path as SigV4 does: every byte but '/'
+// and the unreserved characters of RFC 3986 as %XX in upper case.
+func writeEscapedPath(b *strings.Builder, s string) {
+	const hexDigits = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9',
+			c == '-', c == '_', c == '.', c == '~', c == '/':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&0xf])
+		}
+	}
 }
