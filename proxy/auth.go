@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +62,7 @@ func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []by
 	if dir.Open() {
 		return defaultTenant, dir, nil
 	}
-	source := clientSource(r)
+	source := g.clientSource(r)
 	if g.AuthFailures != nil {
 		// Checked before the credentials, so a blocked brute-forcer
 		// learns nothing about the keys it tries.
@@ -163,16 +164,66 @@ func (g *Gateway) authFailed(ctx context.Context, source string, err error) erro
 // authentication.
 const authLimitTimeout = time.Second
 
-// clientSource is who a failure is counted against: the peer's IP address.
-// Behind a load balancer that is the balancer's address, unless it
-// preserves client addresses (proxy protocol, or a Service with
-// externalTrafficPolicy: Local).
-func clientSource(r *http.Request) string {
+// clientSource is who a failure is counted against: the peer's IP address,
+// or, when the peer is one of g.TrustedProxies, the client it forwarded
+// for. That client is the right-most X-Forwarded-For address that is not a
+// trusted proxy: each proxy appends the address of its own peer, so the
+// addresses right of the first untrusted one were written by trusted
+// proxies, and everything left of it may be the client's own invention.
+// Should every address be trusted, the left-most one is the client (it
+// calls from inside the trusted ranges); an entry that is not an address
+// stops the walk at the trusted proxy right of it.
+func (g *Gateway) clientSource(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !g.trusted(peer.Unmap()) {
+		return host
+	}
+	source := peer.Unmap().WithZone("")
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		entries := strings.Split(hops[i], ",")
+		for j := len(entries) - 1; j >= 0; j-- {
+			addr, ok := forwardedAddr(entries[j])
+			if !ok {
+				return source.String()
+			}
+			source = addr
+			if !g.trusted(addr) {
+				return addr.String()
+			}
+		}
+	}
+	return source.String()
+}
+
+// trusted reports whether addr is in one of g.TrustedProxies.
+func (g *Gateway) trusted(addr netip.Addr) bool {
+	for _, p := range g.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedAddr parses one X-Forwarded-For entry: an IPv4 or IPv6 address,
+// bracketed or not, with or without a port (some balancers add one), as a
+// plain address without zone.
+func forwardedAddr(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	addr, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(s)
+		if perr != nil {
+			return netip.Addr{}, false
+		}
+		addr = ap.Addr()
+	}
+	return addr.Unmap().WithZone(""), true
 }
 
 // authError is a refused request: its class (one of the auth classes in

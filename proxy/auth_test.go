@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -531,9 +532,84 @@ func TestAuthClientSource(t *testing.T) {
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.RemoteAddr = addr
-		if got := clientSource(r); got != want {
-			t.Errorf("clientSource(%q): got %q, want %q", addr, got, want)
+		r.Header.Set("X-Forwarded-For", "203.0.113.9")
+		if got := (&Gateway{}).clientSource(r); got != want {
+			t.Errorf("clientSource(%q) with no trusted proxy: got %q, want %q", addr, got, want)
 		}
+	}
+}
+
+// TestAuthClientSourceTrustedProxies: behind trusted proxies the source is
+// the right-most X-Forwarded-For address that is not a trusted proxy, and
+// nothing a client writes in the header can choose it.
+func TestAuthClientSourceTrustedProxies(t *testing.T) {
+	g := &Gateway{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("fd00::/8"),
+	}}
+	cases := []struct {
+		name, remote string
+		xff          []string // one entry per X-Forwarded-For line
+		want         string
+	}{
+		{"untrusted peer, spoofed header", "198.51.100.7:40000", []string{"203.0.113.9"}, "198.51.100.7"},
+		{"untrusted IPv6 peer, spoofed header", "[2001:db8::66]:40000", []string{"10.0.0.1"}, "2001:db8::66"},
+		{"trusted peer, no header", "10.0.0.2:40000", nil, "10.0.0.2"},
+		{"trusted peer", "10.0.0.2:40000", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"chain of trusted proxies", "10.0.0.2:40000", []string{"203.0.113.9, 10.1.0.1, 10.2.0.1"}, "203.0.113.9"},
+		{"client's own entries ignored", "10.0.0.2:40000", []string{"192.0.2.50, 10.9.9.9, 203.0.113.9, 10.1.0.1"}, "203.0.113.9"},
+		{"several header lines", "10.0.0.2:40000", []string{"192.0.2.50", "203.0.113.9", "10.1.0.1"}, "203.0.113.9"},
+		{"every address trusted", "10.0.0.2:40000", []string{"10.3.0.1, 10.1.0.1"}, "10.3.0.1"},
+		{"garbage stops the walk", "10.0.0.2:40000", []string{"192.0.2.50, not-an-ip, 10.1.0.1"}, "10.1.0.1"},
+		{"empty entry stops the walk", "10.0.0.2:40000", []string{"192.0.2.50,, 10.1.0.1"}, "10.1.0.1"},
+		{"entry with a port", "10.0.0.2:40000", []string{"203.0.113.9:51000"}, "203.0.113.9"},
+		{"IPv6 client", "10.0.0.2:40000", []string{"2001:db8::1"}, "2001:db8::1"},
+		{"bracketed IPv6 client with a port", "10.0.0.2:40000", []string{"[2001:db8::1]:51000"}, "2001:db8::1"},
+		{"bracketed IPv6 client", "10.0.0.2:40000", []string{"[2001:db8::1]"}, "2001:db8::1"},
+		{"IPv6 proxies", "[fd00::2]:40000", []string{"2001:db8::1, fd00::1"}, "2001:db8::1"},
+		{"IPv4-mapped trusted peer", "[::ffff:10.0.0.2]:40000", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"IPv4-mapped client", "10.0.0.2:40000", []string{"::ffff:203.0.113.9"}, "203.0.113.9"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := g.clientSource(r); got != tc.want {
+				t.Errorf("clientSource: got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestAuthThrottleBehindProxy: behind a trusted load balancer, failures are
+// counted per client, so one client that keeps failing does not block every
+// tenant behind the same balancer, and cannot dodge its block by writing
+// X-Forwarded-For itself.
+func TestAuthThrottleBehindProxy(t *testing.T) {
+	lim := NewMemoryAuthLimiter(AuthLimitOptions{Failures: 3, Period: time.Hour})
+	g := &Gateway{
+		Tenants:        staticSource{testTenants(t)},
+		AuthFailures:   lim,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+	}
+	viaBalancer := func(r *http.Request, forwarded string) *http.Request {
+		r.RemoteAddr = "10.0.0.2:40000"
+		r.Header.Set("X-Forwarded-For", forwarded)
+		return r
+	}
+	for i := range 3 {
+		// The attacker writes its own X-Forwarded-For; the balancer
+		// appends the address it saw.
+		spoofed := fmt.Sprintf("192.0.2.%d, %s", i, attackerSource)
+		wantDenied(t, g, viaBalancer(withBearer(authRequest(t, haikuModel, otherSource), fmt.Sprintf("guess-%d", i)), spoofed), fmt.Sprintf("failure %d", i+1))
+	}
+	wantThrottled(t, g, viaBalancer(withBearer(authRequest(t, haikuModel, otherSource), "guess-3"), "192.0.2.99, "+attackerSource), "failure over the limit")
+	wantTenant(t, g, viaBalancer(withBearer(authRequest(t, haikuModel, otherSource), searchAPIKey), otherSource), "search", "another client behind the balancer")
+	if _, blocked := lim.Blocked("10.0.0.2"); blocked {
+		t.Error("the balancer itself is blocked")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -80,6 +81,15 @@ type Gateway struct {
 	// AuthFailures throttles sources that keep failing authentication;
 	// nil does not throttle them.
 	AuthFailures AuthLimiter
+	// TrustedProxies are the load balancers and proxies in front of the
+	// gateway whose X-Forwarded-For is believed. A request from one of
+	// them has its authentication failures counted against the right-most
+	// X-Forwarded-For address that is not itself a trusted proxy, rather
+	// than against the proxy, which would throttle every tenant behind it
+	// at once. Addresses are matched unmapped (an IPv4-mapped IPv6 peer
+	// matches an IPv4 prefix). nil trusts no peer: failures are counted
+	// against the peer's address and X-Forwarded-For is ignored.
+	TrustedProxies []netip.Prefix
 }
 
 var _ http.Handler = (*Gateway)(nil)
