@@ -42,6 +42,11 @@ var defaultTenant = &tenant.Tenant{ID: tenant.DefaultID}
 // its credentials are looked at (see AuthLimiter). Errors carry AWS's
 // wording and never a key, secret, signature or any other part of a
 // header: they reach the caller, the access log and the span.
+//
+// Until the directory has loaded the admin API's overrides
+// (tenant.Directory.Loaded), a key it does not know may be one the admin
+// API issued: it is answered with 503 ServiceUnavailableException, which
+// the SDKs retry, rather than a 403 they would not.
 func (g *Gateway) authenticate(ctx context.Context, r *http.Request, body []byte) (*tenant.Tenant, error) {
 	t, _, err := g.authenticateIn(ctx, r, body)
 	return t, err
@@ -72,6 +77,11 @@ func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []by
 	}
 	t, err := identify(dir, r, body)
 	if err != nil {
+		if errors.Is(err, errUnrecognizedClient) && !dir.Loaded() {
+			// Not counted as a failure: the caller may hold a good key,
+			// and its SDK retries. Guessing keys gains nothing meanwhile.
+			return nil, dir, &authError{class: errCredentialsUnverifiable, msg: msgCredentialsUnverifiable, retryAfter: time.Second}
+		}
 		return nil, dir, g.authFailed(ctx, source, err)
 	}
 	route, ok := bedrock.ParsePath(r.URL.EscapedPath())
@@ -83,6 +93,10 @@ func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []by
 	}
 	return t, dir, nil
 }
+
+// msgCredentialsUnverifiable answers an unknown key while the directory
+// has not loaded the admin API's keys yet.
+const msgCredentialsUnverifiable = "The gateway cannot verify credentials right now. Try again later."
 
 // msgBadAuthorization answers an Authorization header of neither scheme.
 // It quotes nothing of the header: with no scheme, or a tab after

@@ -613,17 +613,76 @@ func TestAuthThrottleBehindProxy(t *testing.T) {
 	}
 }
 
+// TestAuthNotLoaded: while the directory has not read the admin API's keys
+// (Redis down at start-up), a key it does not know may be one of those:
+// the caller is told to retry (503, which the SDKs retry) instead of being
+// refused, and the failure is not counted against it. Known keys work, and
+// a bad signature from a known key is still a 403.
+func TestAuthNotLoaded(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + fmt.Sprint(redistest.FreePort(t)), MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	reg, err := tenant.NewRegistry(tenant.Options{Client: c, Logger: slog.New(slog.DiscardHandler), CheckTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(t.TempDir(), "search-secret")
+	if err := os.WriteFile(secretFile, []byte(searchSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.SetFile(map[string]quota.TenantConfig{"search": {
+		APIKeys:    []string{hashedKey(searchAPIKey)},
+		AccessKeys: []quota.AccessKeyConfig{{ID: searchKeyID, SecretFile: secretFile}},
+		Models:     []string{"anthropic.*"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if reg.Current(t.Context()).Loaded() {
+		t.Fatal("the registry's directory is loaded with Redis down")
+	}
+	lim := &countingLimiter{AuthLimiter: NewMemoryAuthLimiter(AuthLimitOptions{Failures: 1})}
+	g := &Gateway{Tenants: reg, AuthFailures: lim}
+
+	for _, tc := range []struct {
+		name string
+		r    *http.Request
+	}{
+		{"unknown bearer key", withBearer(authRequest(t, haikuModel, attackerSource), "qg-issued-by-the-admin-api")},
+		{"unknown access key", withSigV4(t, authRequest(t, haikuModel, attackerSource), "QGAKISSUEDBYADMIN001", "its-secret", "us-east-1")},
+	} {
+		_, be := authOutcome(t, g, tc.r, converseBody)
+		if be == nil || be.Type != bedrock.ServiceUnavailable || be.Status() != http.StatusServiceUnavailable ||
+			be.Message != "The gateway cannot verify credentials right now. Try again later." {
+			t.Errorf("%s: got %v, want 503 ServiceUnavailableException", tc.name, be)
+		}
+		if be != nil && be.RetryAfter < 1 {
+			t.Errorf("%s: Retry-After %d, want at least 1", tc.name, be.RetryAfter)
+		}
+	}
+	if n := lim.failures.Load(); n != 0 {
+		t.Errorf("failures counted: %d, want none for keys that may be good", n)
+	}
+	wantTenant(t, g, withBearer(authRequest(t, haikuModel, attackerSource), searchAPIKey), "search", "known bearer key")
+	wantTenant(t, g, withSigV4(t, authRequest(t, haikuModel, attackerSource), searchKeyID, searchSecret, "us-east-1"), "search", "known access key")
+	if _, be := authOutcome(t, g, withSigV4(t, authRequest(t, haikuModel, attackerSource), searchKeyID, "wrong", "us-east-1"), converseBody); be == nil || be.Type != bedrock.InvalidSignature {
+		t.Errorf("known access key, wrong secret: got %v, want 403 InvalidSignatureException", be)
+	}
+	if n := lim.failures.Load(); n != 1 {
+		t.Errorf("failures counted: %d, want the bad signature's", n)
+	}
+}
+
 // TestAuthErrorClasses checks the one mapping of each auth class to its
 // exception, including when the lead's code wraps it further.
 func TestAuthErrorClasses(t *testing.T) {
 	for class, want := range map[error]bedrock.ErrorType{
-		errMissingToken:        bedrock.MissingAuthenticationToken,
-		errIncompleteSignature: bedrock.IncompleteSignature,
-		errUnrecognizedClient:  bedrock.UnrecognizedClient,
-		errInvalidSignature:    bedrock.InvalidSignature,
-		errModelDenied:         bedrock.AccessDenied,
-		errAuthThrottled:       bedrock.Throttling,
-		errTenantsUnavailable:  bedrock.ServiceUnavailable,
+		errMissingToken:            bedrock.MissingAuthenticationToken,
+		errIncompleteSignature:     bedrock.IncompleteSignature,
+		errUnrecognizedClient:      bedrock.UnrecognizedClient,
+		errInvalidSignature:        bedrock.InvalidSignature,
+		errModelDenied:             bedrock.AccessDenied,
+		errAuthThrottled:           bedrock.Throttling,
+		errTenantsUnavailable:      bedrock.ServiceUnavailable,
+		errCredentialsUnverifiable: bedrock.ServiceUnavailable,
 	} {
 		err := fmt.Errorf("authenticating: %w", &authError{class: class, msg: "msg for the caller"})
 		be := bedrockError(err)

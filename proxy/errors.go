@@ -38,6 +38,9 @@ var (
 	errModelDenied         = errors.New("model not allowed for the tenant")
 	errAuthThrottled       = errors.New("too many failed authentications")
 	errTenantsUnavailable  = errors.New("tenant directory unavailable")
+	// A key the directory does not know before it has loaded the admin
+	// API's keys: it may be one of them.
+	errCredentialsUnverifiable = errors.New("credentials not verifiable yet")
 )
 
 // bedrockError maps any error the gateway produces to what the caller sees.
@@ -78,6 +81,11 @@ func bedrockError(err error) *bedrock.Error {
 		return &bedrock.Error{Type: bedrock.AccessDenied, Message: authErrorOf(err).msg}
 	case errors.Is(err, errTenantsUnavailable):
 		return &bedrock.Error{Type: bedrock.ServiceUnavailable, Message: "The gateway cannot resolve its tenants right now. Try again later."}
+	case errors.Is(err, errCredentialsUnverifiable):
+		// 503, which the SDKs retry with backoff, where a 403 would
+		// be final for a key that may well be good.
+		ae := authErrorOf(err)
+		return &bedrock.Error{Type: bedrock.ServiceUnavailable, Message: ae.msg, RetryAfter: ae.retryAfterSeconds()}
 	case errors.Is(err, errOverCap):
 		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
 	case errors.Is(err, quota.ErrInvalid):
