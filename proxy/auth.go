@@ -14,10 +14,12 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/quotagate/quotagate/bedrock"
 	"github.com/quotagate/quotagate/sigv4"
+	"github.com/quotagate/quotagate/telemetry"
 	"github.com/quotagate/quotagate/tenant"
 )
 
@@ -84,6 +86,9 @@ func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []by
 		}
 		return nil, dir, g.authFailed(ctx, source, err)
 	}
+	// The tenant is known from here, even if its model is refused; the
+	// gateway names it on the server span again once it is admitted.
+	trace.SpanFromContext(ctx).SetAttributes(telemetry.Tenant.String(t.ID))
 	route, ok := bedrock.ParsePath(r.URL.EscapedPath())
 	if !ok || !t.Allows(route.ModelID) {
 		// Bedrock's own wording for a model the caller has no access to,
