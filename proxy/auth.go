@@ -51,11 +51,15 @@ var defaultTenant = &tenant.Tenant{ID: tenant.DefaultID}
 // the SDKs retry, rather than a 403 they would not.
 func (g *Gateway) authenticate(ctx context.Context, r *http.Request, body []byte) (*tenant.Tenant, error) {
 	t, _, err := g.authenticateIn(ctx, r, body)
-	return t, err
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // authenticateIn is authenticate that also returns the directory it used,
-// so that admission reads the pool's guarantees from the same snapshot.
+// so that admission reads the pool's guarantees from the same snapshot. A
+// tenant refused a model is returned with the error, for the access log.
 func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []byte) (*tenant.Tenant, *tenant.Directory, error) {
 	if g.Tenants == nil {
 		return defaultTenant, nil, nil
@@ -93,7 +97,9 @@ func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []by
 	if !ok || !t.Allows(route.ModelID) {
 		// Bedrock's own wording for a model the caller has no access to,
 		// then which tenant and model, so the platform team can tell.
-		return nil, dir, &authError{class: errModelDenied, msg: fmt.Sprintf(
+		// The tenant is returned with the refusal: who was refused is
+		// what the access log must say.
+		return t, dir, &authError{class: errModelDenied, msg: fmt.Sprintf(
 			"You don't have access to the model with the specified model ID. Quotagate tenant %q is not allowed to call model %q.", t.ID, route.ModelID)}
 	}
 	return t, dir, nil

@@ -208,7 +208,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // sending and the token estimate needs to parse.
 func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 	if !acceptedContentType(r.Header.Get("Content-Type")) {
-		return nil, fmt.Errorf("%w: %q; the gateway accepts application/json bodies", errUnsupportedMedia, r.Header.Get("Content-Type"))
+		// The header is not quoted back: nothing a caller sent is echoed.
+		return nil, fmt.Errorf("%w: the gateway accepts application/json bodies", errUnsupportedMedia)
 	}
 	limit := g.MaxBodyBytes
 	if limit <= 0 {
@@ -429,6 +430,7 @@ func (g *Gateway) requestAttrs(ex *exchange) []attribute.KeyValue {
 		telemetry.BodyFamily.String(string(ex.req.Family)),
 		telemetry.EstimatedInputTokens.Int(ex.req.InputTokens),
 		telemetry.RequestID.String(ex.id),
+		telemetry.Tenant.String(ex.tenantID()),
 	}
 	if ex.req.MaxTokens > 0 {
 		attrs = append(attrs, telemetry.GenAIRequestMaxTokens.Int(ex.req.MaxTokens))

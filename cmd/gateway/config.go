@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -72,6 +73,10 @@ type Config struct {
 	// persistence) finds: set it wherever tenants are meant to exist. A
 	// replica that has seen a tenant never opens, with or without it.
 	RequireAuth bool `env:"QUOTAGATE_REQUIRE_AUTH" envDefault:"false"`
+	// TrustedProxies are the load balancers (CIDRs) whose X-Forwarded-For
+	// names the client: failed authentications are then counted per
+	// client, not per balancer, which would throttle every tenant at once.
+	TrustedProxies []string `env:"QUOTAGATE_TRUSTED_PROXIES" envSeparator:","`
 
 	// Standard AWS variables. Region and credentials are resolved by the
 	// SDK's default chain; these two are read here because they change how
@@ -98,6 +103,29 @@ func (c Config) secretsKey() []byte {
 		return []byte(c.SecretsKey)
 	}
 	return []byte(c.AdminToken)
+}
+
+// trustedProxies parses QUOTAGATE_TRUSTED_PROXIES: CIDRs, or single
+// addresses (a /32 or /128).
+func (c Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range c.TrustedProxies {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR (10.0.0.0/8) nor an address", v)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 func (c Config) upstreamAuth() string {
@@ -192,6 +220,9 @@ func (c Config) validate() []error {
 	}
 	if c.SecretsKey != "" && len(c.SecretsKey) < 16 {
 		bad("QUOTAGATE_SECRETS_KEY: at least 16 characters")
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		bad("QUOTAGATE_TRUSTED_PROXIES: %v", err)
 	}
 	if c.AuthFailures < 1 {
 		bad("QUOTAGATE_AUTH_FAILURES=%d: must be at least 1", c.AuthFailures)

@@ -48,6 +48,9 @@ func TestCheckConfigReportsEveryProblem(t *testing.T) {
 		"QUOTAGATE_FAILURE_POLICY":         "fail-sideways",
 		"QUOTAGATE_REPLICAS":               "0",
 		"QUOTAGATE_REDIS_URL":              "mysql://nope",
+		"QUOTAGATE_TRUSTED_PROXIES":        "10.0.0.0/8,not-a-cidr",
+		"QUOTAGATE_ADMIN_TOKEN":            "short",
+		"QUOTAGATE_AUTH_FAILURES":          "0",
 	}
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-check-config"}, env, &out, io.Discard)
@@ -55,7 +58,8 @@ func TestCheckConfigReportsEveryProblem(t *testing.T) {
 		t.Fatal("got nil error, want the configuration refused")
 	}
 	for _, want := range []string{"QUOTAGATE_ADDR", "QUOTAGATE_MAX_BODY_BYTES", "QUOTAGATE_DRAIN_TIMEOUT", "QUOTAGATE_TLS_CERT_FILE", "QUOTAGATE_LOG_LEVEL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_REGION",
-		"QUOTAGATE_CONFIG", "QUOTAGATE_FAILURE_POLICY", "QUOTAGATE_REPLICAS", "QUOTAGATE_REDIS_URL"} {
+		"QUOTAGATE_CONFIG", "QUOTAGATE_FAILURE_POLICY", "QUOTAGATE_REPLICAS", "QUOTAGATE_REDIS_URL",
+		"QUOTAGATE_TRUSTED_PROXIES", "QUOTAGATE_ADMIN_TOKEN", "QUOTAGATE_AUTH_FAILURES"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
@@ -467,6 +471,23 @@ func TestRequireAuthForbidsOpenMode(t *testing.T) {
 		ten.start(context.Background())
 		if open := ten.registry.Current(context.Background()).Open(); open == require {
 			t.Errorf("QUOTAGATE_REQUIRE_AUTH=%t: open %t", require, open)
+		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c := Config{TrustedProxies: []string{"10.0.0.0/8", " 192.168.1.7 ", "::ffff:172.16.0.1", "fd00::/8", ""}}
+	got, err := c.trustedProxies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.0/8", "192.168.1.7/32", "172.16.0.1/32", "fd00::/8"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("prefix %d: got %s, want %s", i, got[i], want[i])
 		}
 	}
 }

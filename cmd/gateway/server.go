@@ -79,7 +79,7 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 		return err
 	}
 	ten.start(ctx)
-	ten.wire(gw)
+	ten.wire(gw, cfg)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

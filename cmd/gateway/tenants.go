@@ -100,9 +100,10 @@ func (t *tenants) ready() error {
 func (t *tenants) run(ctx context.Context) { t.registry.Run(ctx) }
 
 // wire gives the gateway its tenants.
-func (t *tenants) wire(gw *proxy.Gateway) {
+func (t *tenants) wire(gw *proxy.Gateway, cfg Config) {
 	gw.Tenants = t.registry
 	gw.AuthFailures = t.limiter
+	gw.TrustedProxies, _ = cfg.trustedProxies() // validated at start-up
 }
 
 // adminHandler is the admin API, or nil when no admin token is set (the
