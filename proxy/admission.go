@@ -147,6 +147,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 // the next attempt, and its decision is returned. An error voids likewise.
 func (g *Gateway) admitSteps(ctx context.Context, ex *exchange, steps []quota.Request) (quota.Decision, error) {
 	leases := make([]quota.Lease, 0, len(steps))
+	started := make([]time.Duration, 0, len(steps))
 	undo := func() {
 		for _, l := range leases {
 			l.Void = true
@@ -169,6 +170,7 @@ func (g *Gateway) admitSteps(ctx context.Context, ex *exchange, steps []quota.Re
 		}
 		steps[i].Ticket = ""
 		leases = append(leases, d.Lease)
+		started = append(started, t0.Sub(ex.start))
 		if i == 0 {
 			out = d
 			continue
@@ -177,7 +179,7 @@ func (g *Gateway) admitSteps(ctx context.Context, ex *exchange, steps []quota.Re
 		out.RemainingRequests = tighter(out.RemainingRequests, d.RemainingRequests)
 		out.ResetTokens = max(out.ResetTokens, d.ResetTokens)
 	}
-	ex.leases = leases
+	ex.leases, ex.admittedAfter = leases, started
 	return out, nil
 }
 
@@ -315,9 +317,16 @@ func (g *Gateway) settle(ctx context.Context, ex *exchange) {
 	actual := g.actualTokens(ex)
 	ex.charged = actual
 	linger := ex.requestWritten.Load() && !ex.completed && !ex.upstreamEnded && ex.upstreamStatus < 300
-	for _, l := range ex.leases {
+	sent := time.Duration(ex.sentAfter.Load())
+	for i, l := range ex.leases {
 		if linger {
 			l.Linger = abandonLinger
+		}
+		if sent > 0 {
+			// When the request left, on the store's clock: the admission
+			// call's start stands for l.At, which makes this an upper
+			// bound (see quota.Lease.SentAt).
+			l.SentAt = l.At + (sent - ex.admittedAfter[i] + time.Millisecond - 1).Milliseconds()
 		}
 		if g.settleLease(ctx, l, actual) {
 			g.Metrics.settled(ctx, l.Budgets[0].Scope, l.Tokens, actual)

@@ -130,11 +130,13 @@ type exchange struct {
 	tenant         *tenant.Tenant    // who is calling; nil before authentication
 	dir            *tenant.Directory // the tenants in force for this request
 	leases         []quota.Lease     // one per admission step, all settled at the end
+	admittedAfter  []time.Duration   // when each lease's admission call started, since start
 	charged        int64             // tokens charged at settle
 	waited         time.Duration
 	stopRenewal    func()
 	upstreamCalled bool
-	requestWritten atomic.Bool // set by the transport's goroutine
+	requestWritten atomic.Bool  // set by the transport's goroutine
+	sentAfter      atomic.Int64 // when the request was written, as time since start (ns)
 	upstreamStatus int
 	upstreamEnded  bool // Bedrock closed the stream (after its last event or an exception)
 	completed      bool // the whole response reached the caller
@@ -262,7 +264,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ex *exchange, 
 	// a request never written (no credentials, a refused dial) cannot have
 	// been served, so it is charged nothing.
 	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) { ex.requestWritten.Store(info.Err == nil) },
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			ex.sentAfter.Store(int64(time.Since(ex.start)))
+			ex.requestWritten.Store(info.Err == nil)
+		},
 	}))
 	resp, err := g.transport().RoundTrip(out)
 	ex.upstreamDur = time.Since(ex.start)

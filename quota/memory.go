@@ -462,10 +462,11 @@ func (s *MemoryStore) Settle(ctx context.Context, l Lease, actualTokens int64) e
 	if l.Void {
 		dr = -1
 	}
-	if !first || (delta == 0 && dr == 0) {
+	N, width := s.set.buckets, s.set.width
+	moves := l.SentAt > l.At && floorDiv(l.SentAt, width) > floorDiv(l.At, width)
+	if !first || (delta == 0 && dr == 0 && !moves) {
 		return nil
 	}
-	N, width := s.set.buckets, s.set.width
 	today := floorDiv(now, dayMS)
 	for _, bd := range l.Budgets {
 		if !bd.counted() {
@@ -476,8 +477,25 @@ func (s *MemoryStore) Settle(ctx context.Context, l Lease, actualTokens int64) e
 			s.advance(b, now)
 			c := b.lo + N
 			x := min(floorDiv(l.At, width), c)
+			xn := x
+			if moves {
+				xn = min(floorDiv(l.SentAt, width), c)
+			}
 			ok := true
-			if x < b.lo {
+			switch {
+			case x >= b.lo && xn > x:
+				// Move the charge to the sending bucket (settle.lua).
+				i, j := s.slot(x), s.slot(xn)
+				ot, orq := max(b.tok[i]-l.Tokens, 0), max(b.reqs[i]-1, 0)
+				b.T += ot - b.tok[i]
+				b.R += orq - b.reqs[i]
+				b.tok[i], b.reqs[i] = ot, orq
+				b.tok[j] += max(l.Tokens+delta, 0)
+				b.reqs[j] += 1 + dr
+				b.T += max(l.Tokens+delta, 0)
+				b.R += 1 + dr
+				ok = false
+			case x < b.lo:
 				x, ok = c, delta > 0
 			}
 			if ok {

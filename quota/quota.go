@@ -176,6 +176,15 @@ type Lease struct {
 	// it notices the closed connection, and a slot freed before then would
 	// let one more request reach an upstream still at its limit.
 	Linger time.Duration
+	// SentAt, when later than At, is when the request left for the
+	// upstream, on the store's clock (milliseconds since the Unix epoch):
+	// Settle moves the window charge to its bucket. The upstream counts a
+	// request when it arrives, so a charge anchored at admission could
+	// leave the window (and be admitted again) while the upstream still
+	// counts it; a request that waited to be sent, under load, would then
+	// meet a throttle upstream (found by the e2e accuracy proof). Moving a
+	// charge later only keeps it in the window longer.
+	SentAt int64
 	// Void, when set, makes Settle undo the admission entirely: the tokens
 	// and the request are both refunded. It is for a request that was
 	// admitted in one tag and then refused in another, so never left the

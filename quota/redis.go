@@ -32,7 +32,9 @@ package quota
 // its actual usage if it was already settled (settle adjusts the bucket
 // that was charged while that bucket is in the window), and either is at
 // least what it finally costs. Clamping a bucket at zero only raises the
-// sum. So when k was checked, sum_{i<k} cost_i <= bucket sum <= limit -
+// sum. (Settle may also move a charge to the later bucket of when the
+// request was sent, Lease.SentAt: a later bucket is summed by every check
+// the earlier one was, and by more, so the argument stands.) So when k was checked, sum_{i<k} cost_i <= bucket sum <= limit -
 // reserved_k, and with cost_k <= reserved_k the interval's total is at most
 // the limit. Settles after k only lower costs (refunds) or go to buckets
 // charged later.
@@ -304,7 +306,7 @@ func (s *RedisStore) Settle(ctx context.Context, l Lease, actualTokens int64) er
 		return nil
 	}
 	keys := make([]string, 1, 1+3*n)
-	args := make([]any, 7, 7+3*n)
+	args := make([]any, 9, 9+3*n)
 	for _, b := range l.Budgets {
 		if !b.counted() {
 			continue
@@ -315,7 +317,7 @@ func (s *RedisStore) Settle(ctx context.Context, l Lease, actualTokens int64) er
 	}
 	keys[0] = s.keys.tag(l.Tag).leases
 	args[0], args[1], args[2], args[3], args[4], args[5] = l.ID, l.At, actualTokens-l.Tokens, s.width, s.buckets, max(l.Linger.Milliseconds(), 0)
-	args[6] = oneIf(l.Void)
+	args[6], args[7], args[8] = oneIf(l.Void), max(l.SentAt, 0), l.Tokens
 
 	cctx, cancel := context.WithTimeout(ctx, s.set.timeout)
 	defer cancel()

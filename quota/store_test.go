@@ -648,6 +648,35 @@ func testStoreClock(t *testing.T, newStore func(t *testing.T, o Options) (Store,
 		wantAllowed(t, s, Request{Budgets: b, Tokens: 100})
 	})
 
+	t.Run("SettleMovesToTheSendingBucket", func(t *testing.T) {
+		// Admitted at t0, sent 2.5 s later (a request that waited to go
+		// out under load): the charge counts from when it was sent, so it
+		// is still in the window when the admission's bucket has left.
+		s, setNow := newStore(t, o)
+		b := []Budget{budget(t, "b", Limits{TPM: 100, RPM: 10})}
+		t0 := day0.Add(2*time.Hour + 500*time.Millisecond)
+		setNow(t0)
+		l := wantAllowed(t, s, Request{Budgets: b, Tokens: 80}).Lease
+		l.SentAt = t0.Add(2500 * time.Millisecond).UnixMilli()
+		setNow(t0.Add(3 * time.Second))
+		mustSettle(t, s, l, 70)
+		// After the admission's bucket left (t0 + 10.5 s), the 70 still
+		// count; after the sending bucket left (t0 + 13.5 s), they do not.
+		setNow(t0.Add(11 * time.Second))
+		d := wantDenied(t, s, Request{Budgets: b, Tokens: 31}, b[0].Scope, TPM)
+		mustCancel(t, s, d)
+		d = wantAllowed(t, s, Request{Budgets: b, Tokens: 30})
+		if d.RemainingRequests != 8 {
+			t.Errorf("RemainingRequests: got %d, want 8 (the moved request still counts)", d.RemainingRequests)
+		}
+		mustSettle(t, s, d.Lease, 30)
+		setNow(t0.Add(13500 * time.Millisecond))
+		wantAllowed(t, s, Request{Budgets: b, Tokens: 70})
+		// A second settle moves nothing twice.
+		mustSettle(t, s, l, 70)
+		wantDenied(t, s, Request{Budgets: b, Tokens: 1}, b[0].Scope, TPM)
+	})
+
 	t.Run("RPMRetry", func(t *testing.T) {
 		s, setNow := newStore(t, o)
 		b := []Budget{budget(t, "b", Limits{RPM: 2})}
