@@ -48,6 +48,7 @@
 //	                             same Lua script as the write
 //	{tenants}:revoked    set     every key id ever revoked, of any tenant
 //	{tenants}:closed     string  the closed marker, set by the first write
+//	                             or by a replica that loads file tenants,
 //	                             and never cleared (see Open mode)
 //
 // A write compares the version it read and retries on a conflict, so
@@ -71,16 +72,17 @@
 // request until a tenant is defined again. It never falls open at run time.
 //
 // The closed marker carries that to replicas started later: every override
-// write sets it, and nothing removes it, so a replica that starts with no
-// tenant left stays closed too. A registry in process (no Redis) keeps it
+// write sets it, as does every replica that loads tenants from its file,
+// and nothing removes it, so a replica that starts with no tenant left
+// (in Redis or in its file) stays closed too. A registry in process (no Redis) keeps it
 // only for its own life. The marker lives in Redis with the overrides, so
 // if Redis loses its data (a restart without persistence) and then every
 // replica restarts, nothing remembers that tenants existed, and a gateway
 // with no tenant in its file starts open. That cannot be told apart from a
 // fresh install; set Options.RequireAuth (QUOTAGATE_REQUIRE_AUTH=true)
 // wherever tenants are meant to exist, so that it refuses everyone instead.
-// Likewise a deployment whose tenants are only in the file, restarted with
-// a file that lists none, starts open unless RequireAuth is set.
+// Without Redis, a replica restarted with a file that lists no tenant
+// starts open unless RequireAuth is set.
 package tenant
 
 import (

@@ -73,7 +73,8 @@ type Config struct {
 	// persistence) finds: set it wherever tenants are meant to exist. A
 	// replica that has seen a tenant never opens, with or without it.
 	RequireAuth bool `env:"QUOTAGATE_REQUIRE_AUTH" envDefault:"false"`
-	// TrustedProxies are the load balancers (CIDRs) whose X-Forwarded-For
+	// TrustedProxies are the load balancers (CIDRs or single addresses)
+	// whose X-Forwarded-For
 	// names the client: failed authentications are then counted per
 	// client, not per balancer, which would throttle every tenant at once.
 	TrustedProxies []string `env:"QUOTAGATE_TRUSTED_PROXIES" envSeparator:","`
@@ -88,10 +89,10 @@ type Config struct {
 
 // String prints the configuration for the start-up log, without secrets.
 func (c Config) String() string {
-	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s admin_api=%t admin_addr=%q auth_failures=%d require_auth=%t",
+	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s admin_api=%t admin_addr=%q auth_failures=%d require_auth=%t trusted_proxies=%q",
 		c.Addr, c.TLSCertFile != "", c.MaxBodyBytes, c.DrainTimeout, c.UpstreamHeaderTimeout, c.LogLevel, c.upstreamAuth(),
 		c.BudgetsFile, c.RedisURL != "", c.FailurePolicy, c.Replicas, c.MaxWait, c.LeaseTTL, c.EstimateMargin, c.CountTokens, c.BudgetWindow,
-		c.AdminToken != "", c.AdminAddr, c.AuthFailures, c.RequireAuth)
+		c.AdminToken != "", c.AdminAddr, c.AuthFailures, c.RequireAuth, strings.Join(c.TrustedProxies, ","))
 }
 
 // secretsKey is the key material that seals issued access-key secrets:
