@@ -22,6 +22,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotagate/quotagate/authfail"
 	"github.com/quotagate/quotagate/bedrock"
 	"github.com/quotagate/quotagate/internal/redistest"
 	"github.com/quotagate/quotagate/quota"
@@ -412,7 +413,7 @@ func wantTenant(t testing.TB, g *Gateway, r *http.Request, want, what string) {
 
 func TestAuthThrottleMemory(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	lim := &countingLimiter{AuthLimiter: NewMemoryAuthLimiter(AuthLimitOptions{Failures: 3, Period: time.Minute, Now: func() time.Time { return now }})}
+	lim := &countingLimiter{AuthLimiter: authfail.NewMemory(authfail.Options{Failures: 3, Period: time.Minute, Now: func() time.Time { return now }})}
 	g := &Gateway{Tenants: staticSource{testTenants(t)}, AuthFailures: lim}
 
 	for i := range 3 {
@@ -446,8 +447,8 @@ func TestAuthThrottleRedis(t *testing.T) {
 	// redis_rate puts its own "rate:" before our prefix.
 	t.Cleanup(func() { redistest.DeleteByPrefix(t, c, "rate:"+prefix) })
 	dir := testTenants(t)
-	opts := AuthLimitOptions{Failures: 4, Period: time.Minute, KeyPrefix: prefix}
-	limA, limB := &countingLimiter{AuthLimiter: NewRedisAuthLimiter(c, opts)}, &countingLimiter{AuthLimiter: NewRedisAuthLimiter(c, opts)}
+	opts := authfail.Options{Failures: 4, Period: time.Minute, KeyPrefix: prefix}
+	limA, limB := &countingLimiter{AuthLimiter: authfail.NewRedis(c, opts)}, &countingLimiter{AuthLimiter: authfail.NewRedis(c, opts)}
 	a := &Gateway{Tenants: staticSource{dir}, AuthFailures: limA}
 	b := &Gateway{Tenants: staticSource{dir}, AuthFailures: limB}
 
@@ -483,7 +484,7 @@ func TestAuthGoodRequestsSkipRedis(t *testing.T) {
 	var logs bytes.Buffer
 	g := &Gateway{
 		Tenants:      staticSource{testTenants(t)},
-		AuthFailures: NewRedisAuthLimiter(c, AuthLimitOptions{Failures: 1}),
+		AuthFailures: authfail.NewRedis(c, authfail.Options{Failures: 1}),
 		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
 	}
 	for range 5 {
@@ -500,28 +501,6 @@ func TestAuthGoodRequestsSkipRedis(t *testing.T) {
 		t.Errorf("logs: got %q, want the uncounted failure logged", logs.String())
 	}
 	noSecrets(t, "log", logs.String(), r)
-}
-
-func TestAuthBlockListBounded(t *testing.T) {
-	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	l := NewMemoryAuthLimiter(AuthLimitOptions{Failures: 1, MaxSources: 3, Now: func() time.Time { return now }})
-	for i := range 10 {
-		src := fmt.Sprintf("192.0.2.%d", i)
-		for range 2 {
-			if _, err := l.Failed(t.Context(), src); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, blocked := l.Blocked(src); !blocked {
-			t.Errorf("%s: not blocked after 2 failures with a limit of 1", src)
-		}
-	}
-	l.mu.Lock()
-	buckets := len(l.buckets)
-	l.mu.Unlock()
-	if n := len(l.blocks.until); n > 3 || buckets > 3 {
-		t.Errorf("remembered sources: got %d blocked and %d counts, want at most 3 each", n, buckets)
-	}
 }
 
 func TestAuthClientSource(t *testing.T) {
@@ -589,7 +568,7 @@ func TestAuthClientSourceTrustedProxies(t *testing.T) {
 // tenant behind the same balancer, and cannot dodge its block by writing
 // X-Forwarded-For itself.
 func TestAuthThrottleBehindProxy(t *testing.T) {
-	lim := NewMemoryAuthLimiter(AuthLimitOptions{Failures: 3, Period: time.Hour})
+	lim := authfail.NewMemory(authfail.Options{Failures: 3, Period: time.Hour})
 	g := &Gateway{
 		Tenants:        staticSource{testTenants(t)},
 		AuthFailures:   lim,
@@ -639,7 +618,7 @@ func TestAuthNotLoaded(t *testing.T) {
 	if reg.Current(t.Context()).Loaded() {
 		t.Fatal("the registry's directory is loaded with Redis down")
 	}
-	lim := &countingLimiter{AuthLimiter: NewMemoryAuthLimiter(AuthLimitOptions{Failures: 1})}
+	lim := &countingLimiter{AuthLimiter: authfail.NewMemory(authfail.Options{Failures: 1})}
 	g := &Gateway{Tenants: reg, AuthFailures: lim}
 
 	for _, tc := range []struct {
@@ -702,7 +681,7 @@ func TestAuthErrorClasses(t *testing.T) {
 // failure limiter: a good bearer key and a good SigV4 signature, in
 // parallel, with no limiter call.
 func BenchmarkAuthenticate(b *testing.B) {
-	g := &Gateway{Tenants: staticSource{testTenants(b)}, AuthFailures: NewMemoryAuthLimiter(AuthLimitOptions{})}
+	g := &Gateway{Tenants: staticSource{testTenants(b)}, AuthFailures: authfail.NewMemory(authfail.Options{})}
 	for _, bc := range []struct {
 		name string
 		req  *http.Request

@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/quotagate/quotagate/authfail"
 	"github.com/quotagate/quotagate/bedrocksim"
 	"github.com/quotagate/quotagate/proxy"
 	"github.com/quotagate/quotagate/quota"
@@ -71,7 +72,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	const failures = 3
 	h.gateway.Tenants = tenant.Static{Dir: dir}
 	h.gateway.Tracer = tp.Tracer("quotagate-test")
-	h.gateway.AuthFailures = proxy.NewMemoryAuthLimiter(proxy.AuthLimitOptions{Failures: failures, Period: time.Hour})
+	h.gateway.AuthFailures = authfail.NewMemory(authfail.Options{Failures: failures, Period: time.Hour})
 	// Every request comes from loopback: each case names its own client in
 	// X-Forwarded-For, so that only the throttling case is throttled.
 	h.gateway.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}

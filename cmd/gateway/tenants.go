@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/quotagate/quotagate/admin"
+	"github.com/quotagate/quotagate/authfail"
 	"github.com/quotagate/quotagate/proxy"
 	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/tenant"
@@ -52,11 +53,11 @@ func newTenants(cfg Config, bud *budgets, log *slog.Logger) (*tenants, error) {
 		bud.watcher.Accept = reg.SetConfig
 	}
 	t := &tenants{registry: reg, log: log}
-	limits := proxy.AuthLimitOptions{Failures: cfg.AuthFailures, Period: time.Minute, KeyPrefix: cfg.RedisPrefix + "authfail:"}
+	limits := authfail.Options{Failures: cfg.AuthFailures, Period: time.Minute, KeyPrefix: cfg.RedisPrefix + "authfail:"}
 	if bud.redis != nil {
-		t.limiter = proxy.NewRedisAuthLimiter(bud.redis, limits)
+		t.limiter = authfail.NewRedis(bud.redis, limits)
 	} else {
-		t.limiter = proxy.NewMemoryAuthLimiter(limits)
+		t.limiter = authfail.NewMemory(limits)
 	}
 	t.admin = &admin.Handler{Token: cfg.AdminToken, Tenants: reg, Config: bud.config, Logger: log}
 	if u, ok := bud.store.(quota.UsageReader); ok {
