@@ -79,17 +79,25 @@ func startGateway(t *testing.T, bin, dir string, i int, o gatewayOptions) *gatew
 	// off and the shared config files do not exist, so the SDK's chain
 	// resolves locally.
 	env := map[string]string{
-		"PATH":                             os.Getenv("PATH"),
-		"HOME":                             home,
-		"QUOTAGATE_ADDR":                   addr,
-		"QUOTAGATE_CONFIG":                 o.budgetsFile,
-		"QUOTAGATE_REDIS_URL":              o.redisURL,
-		"QUOTAGATE_REDIS_PREFIX":           o.redisPrefix,
-		"QUOTAGATE_BUDGET_WINDOW":          o.window.String(),
-		"QUOTAGATE_MAX_WAIT":               o.maxWait.String(),
-		"QUOTAGATE_LEASE_TTL":              o.leaseTTL.String(),
-		"QUOTAGATE_LOG_LEVEL":              logLevel(),
-		"QUOTAGATE_DRAIN_TIMEOUT":          "2s",
+		"PATH":                    os.Getenv("PATH"),
+		"HOME":                    home,
+		"QUOTAGATE_ADDR":          addr,
+		"QUOTAGATE_CONFIG":        o.budgetsFile,
+		"QUOTAGATE_REDIS_URL":     o.redisURL,
+		"QUOTAGATE_REDIS_PREFIX":  o.redisPrefix,
+		"QUOTAGATE_BUDGET_WINDOW": o.window.String(),
+		"QUOTAGATE_MAX_WAIT":      o.maxWait.String(),
+		"QUOTAGATE_LEASE_TTL":     o.leaseTTL.String(),
+		"QUOTAGATE_LOG_LEVEL":     logLevel(),
+		"QUOTAGATE_DRAIN_TIMEOUT": "2s",
+		// Longer than the 250ms default: with every package's tests at
+		// once, a 2-core CI machine starves redis-server for up to 190ms
+		// (its slow log shows admit scripts taking that long while the
+		// machine is saturated), and a replica would then switch to its
+		// failure policy mid-proof. These tests are about accuracy; the
+		// failover test kills Redis, which fails fast whatever the
+		// timeout.
+		"QUOTAGATE_REDIS_TIMEOUT":          "2s",
 		"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": o.upstream,
 		"AWS_REGION":                       "us-east-1",
 		"AWS_ACCESS_KEY_ID":                bedrocksim.AccessKeyID,
