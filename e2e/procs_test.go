@@ -54,10 +54,30 @@ func startGateways(t *testing.T, o gatewayOptions) []*gateway {
 	for i := range gws {
 		gws[i] = startGateway(t, bin, dir, i, o)
 	}
-	for _, g := range gws {
-		g.waitReady(t)
+	for i, g := range gws {
+		gws[i] = g.readyOrRestart(t, bin, dir, i, o)
 	}
 	return gws
+}
+
+// readyOrRestart waits until g is ready. A replica that could not bind
+// its port (FreePort's port taken in between, e.g. as the ephemeral port
+// of some other test's connection) is started again on another port; any
+// other failure fails the test.
+func (g *gateway) readyOrRestart(t *testing.T, bin, dir string, i int, o gatewayOptions) *gateway {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := g.ready()
+		if err == nil {
+			return g
+		}
+		if attempt < 3 && strings.Contains(g.logTail(8<<10), "address already in use") {
+			t.Logf("%s: its port was taken before it could bind; starting it on another", g.name)
+			g = startGateway(t, bin, dir, i, o)
+			continue
+		}
+		t.Fatalf("%v\n%s", err, g.logTail(8<<10))
+	}
 }
 
 func startGateway(t *testing.T, bin, dir string, i int, o gatewayOptions) *gateway {
@@ -147,16 +167,15 @@ func logLevel() string {
 	return "warn"
 }
 
-// waitReady polls /healthz and /readyz. The bound only keeps a broken
-// start from hanging the test.
-func (g *gateway) waitReady(t *testing.T) {
-	t.Helper()
+// ready polls /healthz and /readyz. The bound only keeps a broken start
+// from hanging the test.
+func (g *gateway) ready() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		for {
 			select {
 			case <-g.exited:
-				t.Fatalf("%s exited before it was ready: %v\n%s", g.name, g.err, g.logTail(8<<10))
+				return fmt.Errorf("%s exited before it was ready: %v", g.name, g.err)
 			default:
 			}
 			status, _, err := httpGet(g.url + path)
@@ -164,11 +183,12 @@ func (g *gateway) waitReady(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s%s: got status %d, error %v; want 200 within 30s\n%s", g.name, path, status, err, g.logTail(8<<10))
+				return fmt.Errorf("%s%s: got status %d, error %v; want 200 within 30s", g.name, path, status, err)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	return nil
 }
 
 // alive reports an error if the process has exited.

@@ -131,8 +131,8 @@ func TestTenantsAcrossReplicas(t *testing.T) {
 	}
 
 	// A replica started now (a restart) has every change from Redis.
-	r3 := startGateway(t, gatewayBinary(t), t.TempDir(), 2, opts)
-	r3.waitReady(t)
+	bin, dir := gatewayBinary(t), t.TempDir()
+	r3 := startGateway(t, bin, dir, 2, opts).readyOrRestart(t, bin, dir, 2, opts)
 	wantCode(t, "ads on a new replica, still over its rpm of 3", converse(ctx, ads(r3), testModel), "ThrottlingException")
 	wantCode(t, "revoked key on a new replica", converse(ctx, tenantClient(r3.url, issued.AccessKeyID, issued.Secret), testModel), "UnrecognizedClientException")
 	wantCode(t, "search on a new replica", converse(ctx, search(r3), testModel), "")
