@@ -176,14 +176,18 @@ if shared > 0 and B[shared].tpm > 0 then
       local hw, hc = KEYS[4 + 4 * nb + 2 * j - 1], KEYS[5 + 4 * nb + 2 * j - 1]
       local _, T, R = advance(hw, now, width, N)
       resT = resT + math.max(g - T, 0)
-      if P.rpm > 0 then resR = resR + math.max(math.ceil(g * P.rpm / P.tpm) - R, 0) end
+      if P.rpm > 0 then resR = resR + math.max(g * P.rpm / P.tpm - R, 0) end
       if P.conc > 0 then
         redis.call('ZREMRANGEBYSCORE', hc, '-inf', s(now))
-        resC = resC + math.max(math.ceil(g * P.conc / P.tpm) - redis.call('ZCARD', hc), 0)
+        resC = resC + math.max(g * P.conc / P.tpm - redis.call('ZCARD', hc), 0)
       end
     end
   end
   if touched then redis.call('PEXPIRE', seenKey, s((N + 2) * width)) end
+  -- Shares of requests and slots are fractions: only their whole sum is
+  -- kept free. Rounding each up would let holders of small shares in a
+  -- pool of few slots keep every slot from each other.
+  resR, resC = math.floor(resR), math.floor(resC)
 end
 
 -- remaining reports the headroom of the tightest budget after the decision.

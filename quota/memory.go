@@ -577,6 +577,7 @@ func (s *MemoryStore) shares(r Request, states []memState, tg *memTag, tag strin
 	}
 	pool := states[shared].lim
 	windowMS := s.set.buckets * s.set.width
+	var requests, slots float64 // fractions, summed as admit.lua sums them
 	for _, h := range r.Shares.Holders {
 		var mine *memState
 		for i := range states {
@@ -601,7 +602,7 @@ func (s *MemoryStore) shares(r Request, states []memState, tg *memTag, tag strin
 		s.advance(b, now)
 		res.tokens += max(h.TPM-b.T, 0)
 		if pool.RPM > 0 {
-			res.requests += max(shareOf(h.TPM, pool.RPM, pool.TPM)-b.R, 0)
+			requests += max(shareOf(h.TPM, pool.RPM, pool.TPM)-float64(b.R), 0)
 		}
 		if pool.Concurrency > 0 {
 			live := int64(0)
@@ -610,20 +611,22 @@ func (s *MemoryStore) shares(r Request, states []memState, tg *memTag, tag strin
 					live++
 				}
 			}
-			res.slots += max(shareOf(h.TPM, pool.Concurrency, pool.TPM)-live, 0)
+			slots += max(shareOf(h.TPM, pool.Concurrency, pool.TPM)-float64(live), 0)
 		}
 	}
+	// Only the whole sum of the fractional shares is kept free (admit.lua).
+	res.requests, res.slots = int64(math.Floor(requests)), int64(math.Floor(slots))
 	return res, shared
 }
 
 // reservedRoom is what a shared budget keeps free for guarantee holders.
 type reservedRoom struct{ tokens, requests, slots int64 }
 
-// shareOf is a holder's share of a dimension: g/tpm of limit, rounded up.
+// shareOf is a holder's share of a dimension: g/tpm of limit, a fraction.
 // It is computed in doubles, exactly as admit.lua computes it, so that the
 // stores agree even where the product would overflow an int64.
-func shareOf(g, limit, tpm int64) int64 {
-	return int64(math.Ceil(float64(g) * float64(limit) / float64(tpm)))
+func shareOf(g, limit, tpm int64) float64 {
+	return float64(g) * float64(limit) / float64(tpm)
 }
 
 var _ UsageReader = (*MemoryStore)(nil)

@@ -94,15 +94,22 @@ type Request struct {
 // pool: tenants that hold a guarantee of g tokens per window in the pool.
 //
 // A holder's share is g/TPM of the budget: g tokens per window, and the
-// same fraction of its requests per window and of its concurrency (rounded
-// up). A holder is active while it has asked the budget for anything,
-// admitted or not, within the last window. The rule: a request is admitted
-// to the shared budget only if, after it, every dimension still fits with
-// the unused part of every OTHER active holder's share kept free:
+// same fraction of its requests per window and of its concurrency. A
+// holder is active while it has asked the budget for anything, admitted or
+// not, within the last window. The rule: a request is admitted to the
+// shared budget only if, after it, every dimension still fits with the
+// unused part of every OTHER active holder's share kept free:
 //
 //	T_pool + tokens + sum over other active holders h of max(0, g_h - T_h) <= TPM
-//	R_pool + 1 + sum of max(0, ceil(g_h*RPM/TPM) - R_h) <= RPM
-//	C_pool + 1 + sum of max(0, ceil(g_h*C/TPM) - C_h) <= C
+//	R_pool + 1 + floor(sum of max(0, g_h*RPM/TPM - R_h)) <= RPM
+//	C_pool + 1 + floor(sum of max(0, g_h*C/TPM - C_h)) <= C
+//
+// Shares of requests and slots are fractions, and only their whole sum is
+// kept free: rounding each up would let holders of small shares in a pool
+// of few slots keep every slot from each other (found in review: two 1%
+// holders locked a one-slot pool for good). Since the guarantees sum to
+// at most TPM, the others' shares sum to less than the whole budget, and a
+// request into an otherwise empty budget always fits.
 //
 // where T_h, R_h and C_h are what holder h uses in the pool now (its own
 // tracked budget in the request's tag, with ID h.ID). So an idle holder's

@@ -21,6 +21,7 @@ func init() {
 		storeCase{"IdleGuaranteeLent", testIdleGuaranteeLent},
 		storeCase{"GuaranteeSharesRequestsAndSlots", testGuaranteeSharesRequestsAndSlots},
 		storeCase{"GuaranteeReturnsWithinWindow", testGuaranteeReturnsWithinWindow},
+		storeCase{"SmallSharesNeverLock", testSmallSharesNeverLock},
 	)
 }
 
@@ -174,6 +175,29 @@ func testGuaranteeSharesRequestsAndSlots(t *testing.T, newStore func(*testing.T,
 	mustCancel(t, s, d)
 	for range 4 {
 		wantAllowed(t, s, reqA())
+	}
+}
+
+// Small shares of a pool with few slots never lock it: two holders of 1%
+// each, taking turns in a one-slot pool, and a third tenant, are each
+// admitted whenever the slot is free (found in review: shares rounded up
+// per holder kept the only slot from everyone).
+func testSmallSharesNeverLock(t *testing.T, newStore func(*testing.T, Options) Store) {
+	s := newStore(t, long)
+	pool := budget(t, "pool", Limits{TPM: 100_000, RPM: 3, Concurrency: 1})
+	mk := func(id string) Budget {
+		b := budget(t, id, Limits{})
+		b.Track = true
+		return b
+	}
+	a, b, c := mk("t:a"), mk("t:b"), mk("t:c")
+	sh := &Shares{Budget: 0, Holders: []Holder{{ID: "t:a", TPM: 1000}, {ID: "t:b", TPM: 1000}}}
+	for _, who := range []Budget{a, b, c} {
+		d := mustAdmit(t, s, Request{Budgets: []Budget{pool, who}, Tokens: 10, Shares: sh})
+		if !d.Allowed {
+			t.Fatalf("%s into an idle one-slot pool: denied by %s %s, want admitted", who.ID, d.Scope, d.Dimension)
+		}
+		mustSettle(t, s, d.Lease, 10)
 	}
 }
 
