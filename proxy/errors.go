@@ -89,7 +89,11 @@ func bedrockError(err error) *bedrock.Error {
 	case errors.Is(err, errOverCap):
 		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
 	case errors.Is(err, quota.ErrInvalid):
-		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
+		// The caller's own mistakes (a reservation over a budget) are
+		// caught before the store as errOverCap; what the store refuses
+		// is the gateway's: a script error, a key of the wrong type. Its
+		// detail is for the access log, not for the caller.
+		return &bedrock.Error{Type: bedrock.InternalServer, Message: "Internal error in the gateway."}
 	case errors.Is(err, errClientBody):
 		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
 	case errors.Is(err, errBudgetStore):
