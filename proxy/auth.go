@@ -57,48 +57,122 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request, body []byte
 // so that admission reads the pool's guarantees from the same snapshot. A
 // tenant refused a model is returned with the error, for the access log.
 func (g *Gateway) authenticateIn(ctx context.Context, r *http.Request, body []byte) (*tenant.Tenant, *tenant.Directory, error) {
+	st, err := g.authHeaders(ctx, r)
+	if err == nil {
+		st, err = g.authBody(ctx, r, st, body)
+	}
+	return st.tenant, st.dir, err
+}
+
+// authState is authentication in progress: what the headers settled, and
+// whether the body is still needed (a SigV4 signature covers its hash).
+type authState struct {
+	dir     *tenant.Directory
+	source  string
+	tenant  *tenant.Tenant
+	pending bool // a SigV4 request whose signature is checked with the body
+}
+
+// authHeaders does every check that needs no body, before the gateway
+// reads up to MaxBodyBytes of it: a blocked source, a missing or malformed
+// Authorization header, an unknown key, and a bearer key entirely. A
+// SigV4 request from a known key is left pending for authBody.
+func (g *Gateway) authHeaders(ctx context.Context, r *http.Request) (authState, error) {
 	if g.Tenants == nil {
-		return defaultTenant, nil, nil
+		return authState{tenant: defaultTenant}, nil
 	}
 	dir := g.Tenants.Current(ctx)
 	if dir == nil {
 		// A source that cannot say who the tenants are must not open the
 		// gateway to everyone.
-		return nil, nil, fmt.Errorf("%w: no tenant directory", errTenantsUnavailable)
+		return authState{}, fmt.Errorf("%w: no tenant directory", errTenantsUnavailable)
 	}
 	if dir.Open() {
-		return defaultTenant, dir, nil
+		return authState{tenant: defaultTenant, dir: dir}, nil
 	}
-	source := g.clientSource(r)
+	st := authState{dir: dir, source: g.clientSource(r)}
 	if g.AuthFailures != nil {
 		// Checked before the credentials, so a blocked brute-forcer
 		// learns nothing about the keys it tries.
-		if d, blocked := g.AuthFailures.Blocked(source); blocked {
-			return nil, dir, authThrottled(d)
+		if d, blocked := g.AuthFailures.Blocked(st.source); blocked {
+			return st, authThrottled(d)
 		}
 	}
-	t, err := identify(dir, r, body)
+	authz := r.Header.Get("Authorization")
+	// The scheme is case-insensitive and followed by one space (RFC 9110,
+	// section 11.4); "Bearer" and a tab is neither scheme.
+	if scheme, token, ok := strings.Cut(authz, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		t, _, ok := dir.ByAPIKey(strings.TrimSpace(token))
+		if !ok {
+			// Bedrock itself answers AccessDeniedException for a bad API
+			// key; ours is the answer to any unknown key, as for SigV4.
+			return st, g.refuse(ctx, st, &authError{class: errUnrecognizedClient, msg: sigv4.MsgUnrecognizedClient})
+		}
+		return g.allow(ctx, r, st, t)
+	}
+	if authz != "" && !strings.HasPrefix(authz, sigv4.Algorithm+" ") {
+		return st, g.refuse(ctx, st, &authError{class: errIncompleteSignature, msg: msgBadAuthorization})
+	}
+	id, err := sigv4.Check(authz)
 	if err != nil {
-		if errors.Is(err, errUnrecognizedClient) && !dir.Loaded() {
-			// Not counted as a failure: the caller may hold a good key,
-			// and its SDK retries. Guessing keys gains nothing meanwhile.
-			return nil, dir, &authError{class: errCredentialsUnverifiable, msg: msgCredentialsUnverifiable, retryAfter: time.Second}
-		}
-		return nil, dir, g.authFailed(ctx, source, err)
+		return st, g.refuse(ctx, st, classifyAuth(err))
 	}
+	if _, _, ok := dir.ByAccessKey(id); !ok {
+		return st, g.refuse(ctx, st, &authError{class: errUnrecognizedClient, msg: sigv4.MsgUnrecognizedClient})
+	}
+	st.pending = true
+	return st, nil
+}
+
+// authBody verifies a pending SigV4 signature against the body read.
+func (g *Gateway) authBody(ctx context.Context, r *http.Request, st authState, body []byte) (authState, error) {
+	if !st.pending {
+		return st, nil
+	}
+	st.pending = false
+	var t *tenant.Tenant
+	v := sigv4.Verifier{
+		Service: signingService,
+		Secret: func(id string) (string, bool) {
+			found, secret, ok := st.dir.ByAccessKey(id)
+			t = found
+			return secret, ok
+		},
+	}
+	if _, err := v.Verify(r, body); err != nil {
+		return st, g.refuse(ctx, st, classifyAuth(err))
+	}
+	return g.allow(ctx, r, st, t)
+}
+
+// allow admits an identified tenant if it may call the model.
+func (g *Gateway) allow(ctx context.Context, r *http.Request, st authState, t *tenant.Tenant) (authState, error) {
 	// The tenant is known from here, even if its model is refused; the
 	// gateway names it on the server span again once it is admitted.
 	trace.SpanFromContext(ctx).SetAttributes(telemetry.Tenant.String(t.ID))
+	st.tenant = t
 	route, ok := bedrock.ParsePath(r.URL.EscapedPath())
 	if !ok || !t.Allows(route.ModelID) {
 		// Bedrock's own wording for a model the caller has no access to,
 		// then which tenant and model, so the platform team can tell.
-		// The tenant is returned with the refusal: who was refused is
-		// what the access log must say.
-		return t, dir, &authError{class: errModelDenied, msg: fmt.Sprintf(
+		// The tenant stays on the state: who was refused is what the
+		// access log must say.
+		return st, &authError{class: errModelDenied, msg: fmt.Sprintf(
 			"You don't have access to the model with the specified model ID. Quotagate tenant %q is not allowed to call model %q.", t.ID, route.ModelID)}
 	}
-	return t, dir, nil
+	return st, nil
+}
+
+// refuse answers refused credentials: counted as a failure of the source,
+// except an unknown key while the directory has not loaded the admin
+// API's keys yet, which is a retryable 503.
+func (g *Gateway) refuse(ctx context.Context, st authState, err error) error {
+	if errors.Is(err, errUnrecognizedClient) && !st.dir.Loaded() {
+		// Not counted as a failure: the caller may hold a good key,
+		// and its SDK retries. Guessing keys gains nothing meanwhile.
+		return &authError{class: errCredentialsUnverifiable, msg: msgCredentialsUnverifiable, retryAfter: time.Second}
+	}
+	return g.authFailed(ctx, st.source, err)
 }
 
 // msgCredentialsUnverifiable answers an unknown key while the directory
@@ -109,38 +183,6 @@ const msgCredentialsUnverifiable = "The gateway cannot verify credentials right 
 // It quotes nothing of the header: with no scheme, or a tab after
 // "Bearer", the header starts with the caller's key.
 const msgBadAuthorization = "The Authorization header must be 'Bearer <API key>' or an AWS Signature Version 4 ('AWS4-HMAC-SHA256 Credential=...')."
-
-// identify finds the tenant of r's credentials.
-func identify(dir *tenant.Directory, r *http.Request, body []byte) (*tenant.Tenant, error) {
-	authz := r.Header.Get("Authorization")
-	// The scheme is case-insensitive and followed by one space (RFC 9110,
-	// section 11.4); "Bearer" and a tab is neither scheme.
-	if scheme, token, ok := strings.Cut(authz, " "); ok && strings.EqualFold(scheme, "Bearer") {
-		t, _, ok := dir.ByAPIKey(strings.TrimSpace(token))
-		if !ok {
-			// Bedrock itself answers AccessDeniedException for a bad API
-			// key; ours is the answer to any unknown key, as for SigV4.
-			return nil, &authError{class: errUnrecognizedClient, msg: sigv4.MsgUnrecognizedClient}
-		}
-		return t, nil
-	}
-	if authz != "" && !strings.HasPrefix(authz, sigv4.Algorithm+" ") {
-		return nil, &authError{class: errIncompleteSignature, msg: msgBadAuthorization}
-	}
-	var t *tenant.Tenant
-	v := sigv4.Verifier{
-		Service: signingService,
-		Secret: func(id string) (string, bool) {
-			found, secret, ok := dir.ByAccessKey(id)
-			t = found
-			return secret, ok
-		},
-	}
-	if _, err := v.Verify(r, body); err != nil {
-		return nil, classifyAuth(err)
-	}
-	return t, nil
-}
 
 // classifyAuth wraps a verifier's *bedrock.Error in its failure class,
 // keeping AWS's wording for the caller.

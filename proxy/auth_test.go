@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -700,4 +701,65 @@ func BenchmarkAuthenticate(b *testing.B) {
 			})
 		})
 	}
+}
+
+// untouchedBody fails the test if the gateway reads it.
+type untouchedBody struct{ t *testing.T }
+
+func (b untouchedBody) Read([]byte) (int, error) {
+	b.t.Error("the gateway read the body of a request it could refuse from its headers")
+	return 0, errors.New("read")
+}
+func (untouchedBody) Close() error { return nil }
+
+// TestAuthRefusesBeforeReadingTheBody: credentials that the headers alone
+// refuse (none, an unknown bearer key, an unknown access key id, a blocked
+// source) are answered without reading the body, so an unauthenticated
+// caller cannot make the gateway buffer megabytes, and learns nothing from
+// the body's validation.
+func TestAuthRefusesBeforeReadingTheBody(t *testing.T) {
+	lim := authfail.NewMemory(authfail.Options{Failures: 1, Period: time.Hour})
+	g := &Gateway{Tenants: staticSource{testTenants(t)}, AuthFailures: lim, Upstream: mustURL(t, "http://127.0.0.1:1")}
+	cases := []struct {
+		name, authz string
+		status      int
+		errType     bedrock.ErrorType
+	}{
+		{"no credentials", "", 403, bedrock.MissingAuthenticationToken},
+		{"unknown bearer key", "Bearer qg-nobody", 429, bedrock.Throttling}, // the second failure from this source
+		{"blocked source, good key", "Bearer " + searchAPIKey, 429, bedrock.Throttling},
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest(http.MethodPost, "/model/"+haikuModel+"/converse", nil)
+		r.Body = untouchedBody{t}
+		r.ContentLength = 25_000_000
+		r.Header.Set("Content-Type", "text/plain") // judged only after authentication
+		if c.authz != "" {
+			r.Header.Set("Authorization", c.authz)
+		}
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		if w.Code != c.status || w.Header().Get("X-Amzn-ErrorType") != string(c.errType) {
+			t.Errorf("%s: got %d %s, want %d %s", c.name, w.Code, w.Header().Get("X-Amzn-ErrorType"), c.status, c.errType)
+		}
+	}
+	// An unknown access key id, from a source not yet blocked.
+	g.AuthFailures = authfail.NewMemory(authfail.Options{Failures: 5, Period: time.Hour})
+	r := httptest.NewRequest(http.MethodPost, "/model/"+haikuModel+"/converse", nil)
+	r.Body = untouchedBody{t}
+	r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDNOBODY0000000001/20261129/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00")
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	if w.Code != 403 || w.Header().Get("X-Amzn-ErrorType") != string(bedrock.UnrecognizedClient) {
+		t.Errorf("unknown access key id: got %d %s, want 403 UnrecognizedClientException", w.Code, w.Header().Get("X-Amzn-ErrorType"))
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -182,17 +182,32 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	serverSpan := trace.SpanFromContext(ctx)
 	serverSpan.SetAttributes(telemetry.RequestID.String(ex.id), telemetry.Operation.String(string(route.Operation)), telemetry.GenAIRequestModel.String(route.ModelID))
 
+	// Who is calling is settled before the body is judged, so that an
+	// unauthenticated caller learns nothing from validation errors, and as
+	// far as the headers allow before it is even read: a blocked source, a
+	// missing or unknown key never makes the gateway buffer a body. A SigV4
+	// signature covers the body's hash, so it is checked once it is read.
+	auth, err := g.authHeaders(ctx, r)
+	if err != nil {
+		ex.tenant, ex.dir = auth.tenant, auth.dir
+		g.fail(w, ex, err)
+		return
+	}
 	body, err := g.readBody(r)
 	if err != nil {
 		g.fail(w, ex, err)
 		return
 	}
 	ex.body = body
-	// Who is calling is settled before the body is judged, so that an
-	// unauthenticated caller learns nothing from validation errors; SigV4
-	// needs the body read to check its hash.
-	if ex.tenant, ex.dir, err = g.authenticateIn(ctx, r, body); err != nil {
+	auth, err = g.authBody(ctx, r, auth, body)
+	ex.tenant, ex.dir = auth.tenant, auth.dir
+	if err != nil {
 		g.fail(w, ex, err)
+		return
+	}
+	if !acceptedContentType(r.Header.Get("Content-Type")) {
+		// The header is not quoted back: nothing a caller sent is echoed.
+		g.fail(w, ex, fmt.Errorf("%w: the gateway accepts application/json bodies", errUnsupportedMedia))
 		return
 	}
 	serverSpan.SetAttributes(telemetry.Tenant.String(ex.tenant.ID))
@@ -209,10 +224,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // readBody reads the whole request body, which SigV4 needs to hash before
 // sending and the token estimate needs to parse.
 func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
-	if !acceptedContentType(r.Header.Get("Content-Type")) {
-		// The header is not quoted back: nothing a caller sent is echoed.
-		return nil, fmt.Errorf("%w: the gateway accepts application/json bodies", errUnsupportedMedia)
-	}
 	limit := g.MaxBodyBytes
 	if limit <= 0 {
 		limit = DefaultMaxBodyBytes

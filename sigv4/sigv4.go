@@ -415,3 +415,18 @@ func writeEscapedPath(b *strings.Builder, s string) {
 		}
 	}
 }
+
+// Check parses a SigV4 Authorization header without verifying anything
+// that needs the body, and returns its access key id: a gateway can refuse
+// an unknown key, or a malformed header, before it reads a body of up to
+// tens of megabytes. The error is the one Verify would answer.
+func Check(authz string) (accessKeyID string, err error) {
+	if authz == "" {
+		return "", bedrock.Errorf(bedrock.MissingAuthenticationToken, MsgMissingToken)
+	}
+	a, berr := parseAuthorization(authz)
+	if berr != nil {
+		return "", berr
+	}
+	return a.accessKeyID, nil
+}
