@@ -6,11 +6,12 @@
 // # Authentication
 //
 // Every request carries Authorization: Bearer <admin token>, compared in
-// constant time. A missing or wrong token is 401. When no token is
-// configured the API is disabled and every request is 403 with a message
-// saying so: an admin API open to anyone would hand out keys and budgets,
-// and a 403 (rather than a 404) tells the operator what to set instead of
-// suggesting a wrong URL.
+// constant time. A missing or wrong token is 401. A Handler with no token
+// is disabled and answers every request 403 with a message saying so: an
+// admin API open to anyone would hand out keys and budgets. (The gateway
+// does not mount a Handler at all without QUOTAGATE_ADMIN_TOKEN, so there
+// its paths answer 404 UnknownOperationException like any other unknown
+// path.)
 //
 // # Endpoints
 //
@@ -324,7 +325,12 @@ func (h *Handler) issue(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, `the body must be {"type": "bearer"} or {"type": "sigv4"}: `+err.Error(), "")
+		field := ""
+		// encoding/json names an unknown field as: json: unknown field "x".
+		if _, name, ok := strings.Cut(err.Error(), "unknown field "); ok {
+			field = strings.Trim(name, `"`)
+		}
+		writeError(w, http.StatusBadRequest, `the body must be {"type": "bearer"} or {"type": "sigv4"}: `+err.Error(), field)
 		return
 	}
 	id := r.PathValue("id")

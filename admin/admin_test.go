@@ -325,13 +325,17 @@ func TestAdminBadInputs(t *testing.T) {
 		{"guarantee in a pool with no tpm", "PUT", "/tenants/search", `{"budgets": {"` + llama + `": {"guaranteed_tpm": 10}}}`, `budgets["` + llama + `"].guaranteed_tpm`},
 		{"id differs from the URL", "PUT", "/tenants/search", `{"id": "other"}`, `id`},
 		{"bad tenant id", "PUT", "/tenants/Bad.ID", `{}`, `id`},
-		{"unknown field", "PUT", "/tenants/search", `{"budgets": {"*": {"tpmm": 5}}}`, `budgets["*"]`},
+		{"unknown field", "PUT", "/tenants/search", `{"budgets": {"*": {"tpmm": 5}}}`, `budgets["*"].tpmm`},
 		{"patch: negative limit", "PATCH", "/tenants/search", `{"budgets": {"*": {"rpm": -1}}}`, `budgets["*"].rpm`},
 		{"patch: guarantees oversubscribe", "PATCH", "/tenants/search", `{"budgets": {"` + haiku + `": {"guaranteed_tpm": 401}}}`, `budgets["` + haiku + `"].guaranteed_tpm`},
 		{"patch: not an object", "PATCH", "/tenants/search", `[1, 2]`, ``},
 		{"patch: not JSON", "PATCH", "/tenants/search", `{"budgets":`, ``},
 		{"patch: id differs", "PATCH", "/tenants/search", `{"id": "other"}`, `id`},
 		{"key type", "POST", "/tenants/search/keys", `{"type": "password"}`, `type`},
+		{"unknown top-level field", "PUT", "/tenants/search", `{"modles": ["anthropic.*"]}`, `modles`},
+		{"key request: unknown field", "POST", "/tenants/search/keys", `{"type": "bearer", "x": 1}`, `x`},
+		{"usage of a glob", "GET", "/tenants/other/usage?model=anthropic.*", ``, `model`},
+		{"usage of no model", "GET", "/tenants/other/usage?model=", ``, `model`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/tenant"
@@ -59,6 +60,14 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request) {
 	if !found {
 		writeError(w, http.StatusNotFound, "no tenant "+quoted(id), "")
 		return
+	}
+	for _, m := range r.URL.Query()["model"] {
+		// A pool is one model id: a glob or an empty id names none, and
+		// answering 200 for it would report counters that do not exist.
+		if m == "" || strings.ContainsAny(m, "*?[") || strings.ContainsFunc(m, unicode.IsSpace) {
+			writeError(w, http.StatusBadRequest, "model must be one model id as requested (no globs), got "+quoted(m), "model")
+			return
+		}
 	}
 	if h.Usage == nil {
 		writeError(w, http.StatusNotImplemented, "no usage reader is configured", "")

@@ -523,7 +523,9 @@ func (p *configParser) unknownField(key *yaml.Node, path string, known []string)
 	} else {
 		msg += " (known fields: " + strings.Join(known, ", ") + ")"
 	}
-	p.add(key, path, "%s", msg)
+	// The path names the unknown field itself: it is the field at fault,
+	// and a top-level one would otherwise have no path at all.
+	p.add(key, joinPath(path, key.Value), "%s", msg)
 }
 
 // yamlEntry is one key and value of a mapping.

@@ -204,9 +204,9 @@ func TestParseConfigBad(t *testing.T) {
 		{"model_id_empty_upstream.yaml", []string{`models["anthropic.x@"]: id@upstream needs both a model id and an upstream name`}},
 		{"duplicate_model.yaml", []string{`line 4: models: duplicate key "anthropic.x" (first at line 2)`}},
 		{"duplicate_field.yaml", []string{`line 4: models["anthropic.x"]: duplicate key "tpm" (first at line 3)`}},
-		{"unknown_field.yaml", []string{`line 3: models["anthropic.x"]: unknown field "tmp" (did you mean "tpm"?)`}},
+		{"unknown_field.yaml", []string{`line 3: models["anthropic.x"].tmp: unknown field "tmp" (did you mean "tpm"?)`}},
 		{"unknown_field_unlike.yaml", []string{`unknown field "burst" (known fields: tpm, rpm, concurrency, tokens_per_day, max_input_tokens, max_output_tokens, output_burndown, default_max_tokens)`}},
-		{"unknown_top_level.yaml", []string{`line 1: unknown field "modles" (did you mean "models"?)`}},
+		{"unknown_top_level.yaml", []string{`line 1: modles: unknown field "modles" (did you mean "models"?)`}},
 		{"routes.yaml", []string{"line 4: routes are not supported yet"}},
 		{"not_mapping.yaml", []string{"line 1: the budgets file must be a mapping with default_model, models and tenants, got a list"}},
 		{"scalar_document.yaml", []string{`must be a mapping with default_model, models and tenants, got the string "budgets"`}},
@@ -228,7 +228,7 @@ func TestParseConfigBad(t *testing.T) {
 			`line 7: models["anthropic.x"].rpm: must be a non-negative integer, got the string "many"`,
 			`line 8: models["anthropic.x"].output_burndown: must be a number >= 1`,
 			`line 9: models[""]: empty model id`,
-			`line 12: models["anthropic.y"]: unknown field "concurency" (did you mean "concurrency"?)`,
+			`line 12: models["anthropic.y"].concurency: unknown field "concurency" (did you mean "concurrency"?)`,
 			"line 13: routes are not supported yet",
 		}},
 	}...)
@@ -388,7 +388,7 @@ tenants:
 	fmt.Println(err)
 	// Output:
 	// line 4: models["anthropic.claude-3-haiku-20240307-v1:0"].tpm: must be a non-negative integer, got -5
-	// line 5: models["anthropic.claude-3-haiku-20240307-v1:0"]: unknown field "tmp" (did you mean "tpm"?)
+	// line 5: models["anthropic.claude-3-haiku-20240307-v1:0"].tmp: unknown field "tmp" (did you mean "tpm"?)
 	// line 9: tenants["search"].budgets["*"].tpm: must be a non-negative integer, got -5
 }
 

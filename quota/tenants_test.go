@@ -26,8 +26,8 @@ var badTenantFixtures = []struct {
 	{"tenant_id_invalid.yaml", []string{`line 2: tenants["Search"]: a tenant id is lowercase letters, digits, '_', '.' and '-'`, "Redis keys, metric labels and URLs"}},
 	{"tenant_id_too_long.yaml", []string{"line 2: ", "a tenant id is at most 64 characters, got 65"}},
 	{"tenant_unknown_field.yaml", []string{
-		`line 3: tenants["search"]: unknown field "api_key" (did you mean "api_keys"?)`,
-		`line 5: tenants["search"].budgets["*"]: unknown field "tmp" (did you mean "tpm"?)`,
+		`line 3: tenants["search"].api_key: unknown field "api_key" (did you mean "api_keys"?)`,
+		`line 5: tenants["search"].budgets["*"].tmp: unknown field "tmp" (did you mean "tpm"?)`,
 	}},
 	{"tenant_limit_outside_budgets.yaml", []string{`line 3: tenants["search"]: tpm belongs in a budget: budgets: {"*": {tpm: ...}}`}},
 	{"tenant_api_key_short.yaml", []string{`line 3: tenants["search"].api_keys[0]: a SHA-256 hash is 64 hex digits, got 2 characters`}},
@@ -257,7 +257,7 @@ func TestParseTenantBad(t *testing.T) {
 		{"search", `{"api_keys": ["my-raw-key"]}`, "api_keys[0]", "this looks like a raw key"},
 		{"search", `{"api_keys": [5]}`, "api_keys[0]", `must be a string "sha256:`},
 		{"search", `{"access_keys": [{"id": "QGAKEXAMPLE12345", "secret": "x"}]}`, "access_keys[0]", "secrets never go in the budgets file"},
-		{"search", `{"access_keys": [{"id": "QGAKEXAMPLE12345", "secret_evn": "X"}]}`, "access_keys[0]", `unknown field "secret_evn" (did you mean "secret_env"?)`},
+		{"search", `{"access_keys": [{"id": "QGAKEXAMPLE12345", "secret_evn": "X"}]}`, "access_keys[0].secret_evn", `unknown field "secret_evn" (did you mean "secret_env"?)`},
 		{"search", `{"access_keys": [{"id": "", "secret_env": "X"}]}`, "access_keys[0].id", "must be a non-empty string, got an empty string"},
 		{"search", `{"access_keys": [{}]}`, "access_keys[0]", "missing id"},
 		{"search", `{"access_keys": [{}]}`, "access_keys[0]", "missing secret_env or secret_file"},
@@ -274,10 +274,10 @@ func TestParseTenantBad(t *testing.T) {
 		{"search", `{"budgets": {"m": {"tpm": 5, "guaranteed_tpm": 6}}}`, `budgets["m"].guaranteed_tpm`, "guaranteed_tpm 6 exceeds this budget's tpm 5"},
 		{"search", `{"budgets": {"m*": {}}}`, `budgets["m*"]`, "a glob matches nothing"},
 		{"search", `{"budgets": {"": {}}}`, `budgets[""]`, "empty model id"},
-		{"search", `{"budgets": {"m": {"burst": 5}}}`, `budgets["m"]`, `unknown field "burst" (known fields: tpm, rpm, concurrency, tokens_per_day, guaranteed_tpm)`},
+		{"search", `{"budgets": {"m": {"burst": 5}}}`, `budgets["m"].burst`, `unknown field "burst" (known fields: tpm, rpm, concurrency, tokens_per_day, guaranteed_tpm)`},
 		{"search", `{"budgets": {"m": 5}}`, `budgets["m"]`, "must be a mapping of limits"},
 		{"search", `{"budgets": []}`, "budgets", "must be a mapping from model id"},
-		{"search", `{"budget": {}}`, "", `unknown field "budget" (did you mean "budgets"?)`},
+		{"search", `{"budget": {}}`, "budget", `unknown field "budget" (did you mean "budgets"?)`},
 		{"search", `{"api_keys": [], "api_keys": []}`, "", `duplicate key "api_keys"`},
 		{"search", `{"tpm": 5`, "", "invalid YAML"},
 		{"search", "{}\n---\n{}\n", "", "a second YAML document: a tenant definition must hold one document"},
@@ -312,7 +312,7 @@ func TestParseTenantManyProblems(t *testing.T) {
 		{"models[1]", "white space"},
 		{`budgets["*"].tpm`, "non-negative integer, got -1"},
 		{`budgets["*"].guaranteed_tpm`, "floor in one model pool"},
-		{`budgets["m"]`, `unknown field "tmp" (did you mean "tpm"?)`},
+		{`budgets["m"].tmp`, `unknown field "tmp" (did you mean "tpm"?)`},
 	}
 	if len(errs) != len(want) {
 		t.Errorf("got %d errors, want %d:\n%v", len(errs), len(want), err)
