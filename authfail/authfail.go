@@ -76,21 +76,28 @@ func (o Options) withDefaults() Options {
 // the sources it saw go over the limit in a local block list. A replica
 // that has not yet seen a source's failures lets one more attempt through,
 // whose failure then finds the shared count over the limit.
+//
+// While Redis does not answer, failures are counted in this process
+// instead (into the same block list), so that an outage does not open an
+// unthrottled way to test guessed keys.
 type Redis struct {
 	limiter *redis_rate.Limiter
 	limit   redis_rate.Limit
 	opts    Options
 	blocks  *blockList
+	local   *Memory // the fallback while Redis fails
 }
 
 // NewRedis returns a limiter sharing its counts through client.
 func NewRedis(client redis.UniversalClient, opts Options) *Redis {
 	opts = opts.withDefaults()
+	blocks := newBlockList(opts.MaxSources)
 	return &Redis{
 		limiter: redis_rate.NewLimiter(client),
 		limit:   redis_rate.Limit{Rate: opts.Failures, Burst: opts.Failures, Period: opts.Period},
 		opts:    opts,
-		blocks:  newBlockList(opts.MaxSources),
+		blocks:  blocks,
+		local:   &Memory{opts: opts, blocks: blocks, buckets: make(map[string]*rate.Limiter)},
 	}
 }
 
@@ -103,7 +110,10 @@ func (l *Redis) Blocked(source string) (time.Duration, bool) {
 func (l *Redis) Failed(ctx context.Context, source string) (time.Duration, error) {
 	res, err := l.limiter.Allow(ctx, l.opts.KeyPrefix+source, l.limit)
 	if err != nil {
-		return 0, fmt.Errorf("counting a failed authentication: %w", err)
+		// Counted here instead; the error still says the shared count
+		// missed it, for the log.
+		d, _ := l.local.Failed(ctx, source)
+		return d, fmt.Errorf("counting a failed authentication in Redis (counted in this process instead): %w", err)
 	}
 	if res.Allowed > 0 || res.RetryAfter <= 0 {
 		return 0, nil

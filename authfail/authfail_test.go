@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/quotagate/quotagate/internal/redistest"
 )
 
@@ -61,5 +63,26 @@ func TestRedisSharesCounts(t *testing.T) {
 	}
 	if d, err := a.Failed(ctx, "192.0.2.7"); err != nil || d <= 0 {
 		t.Fatalf("a's next failure: %v, %v; want the shared count over the limit", d, err)
+	}
+}
+
+// TestRedisDownCountsLocally: while Redis does not answer, failures are
+// counted in the process, so an outage opens no unthrottled way to test
+// guessed keys.
+func TestRedisDownCountsLocally(t *testing.T) {
+	dead := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t)), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer dead.Close()
+	l := NewRedis(dead, Options{Failures: 2, Period: time.Hour})
+	ctx := context.Background()
+	for i := 1; i <= 2; i++ {
+		if d, err := l.Failed(ctx, "192.0.2.9"); err == nil || d != 0 {
+			t.Fatalf("failure %d with Redis down: %v, %v; want counted locally (not blocked) and the error reported", i, d, err)
+		}
+	}
+	if d, _ := l.Failed(ctx, "192.0.2.9"); d <= 0 {
+		t.Fatal("third failure with Redis down: not blocked; want the local count over the limit")
+	}
+	if _, blocked := l.Blocked("192.0.2.9"); !blocked {
+		t.Error("the source is not blocked")
 	}
 }

@@ -212,10 +212,10 @@ func (g *Gateway) authFailed(ctx context.Context, source string, err error) erro
 	defer cancel()
 	d, lerr := g.AuthFailures.Failed(ctx, source)
 	if lerr != nil {
-		// The credentials were still refused; only the throttling of
-		// repeated failures is lost while the limiter is unreachable.
-		g.logger().WarnContext(ctx, "authentication failure not counted", "source", source, "error", lerr.Error())
-		return err
+		// The credentials were still refused. A limiter may still have
+		// counted the failure another way (d, from its fallback); the
+		// log says the shared count missed it.
+		g.logger().WarnContext(ctx, "authentication failure not counted in the shared limiter", "source", source, "error", lerr.Error())
 	}
 	if d > 0 {
 		return authThrottled(d)
