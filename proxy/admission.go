@@ -147,7 +147,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 // the next attempt, and its decision is returned. An error voids likewise.
 func (g *Gateway) admitSteps(ctx context.Context, ex *exchange, steps []quota.Request) (quota.Decision, error) {
 	leases := make([]quota.Lease, 0, len(steps))
-	started := make([]time.Duration, 0, len(steps))
+	answered := make([]time.Duration, 0, len(steps))
 	undo := func() {
 		for _, l := range leases {
 			l.Void = true
@@ -170,7 +170,7 @@ func (g *Gateway) admitSteps(ctx context.Context, ex *exchange, steps []quota.Re
 		}
 		steps[i].Ticket = ""
 		leases = append(leases, d.Lease)
-		started = append(started, t0.Sub(ex.start))
+		answered = append(answered, time.Since(ex.start))
 		if i == 0 {
 			out = d
 			continue
@@ -179,7 +179,7 @@ func (g *Gateway) admitSteps(ctx context.Context, ex *exchange, steps []quota.Re
 		out.RemainingRequests = tighter(out.RemainingRequests, d.RemainingRequests)
 		out.ResetTokens = max(out.ResetTokens, d.ResetTokens)
 	}
-	ex.leases, ex.admittedAfter = leases, started
+	ex.leases, ex.admittedAfter = leases, answered
 	return out, nil
 }
 
@@ -322,11 +322,13 @@ func (g *Gateway) settle(ctx context.Context, ex *exchange) {
 		if linger {
 			l.Linger = abandonLinger
 		}
-		if sent > 0 {
-			// When the request left, on the store's clock: the admission
-			// call's start stands for l.At, which makes this an upper
-			// bound (see quota.Lease.SentAt).
-			l.SentAt = l.At + (sent - ex.admittedAfter[i] + time.Millisecond - 1).Milliseconds()
+		if sent > ex.admittedAfter[i] {
+			// When the request left, on the store's clock: the moment the
+			// admission's answer arrived stands for l.At, which it
+			// follows, so this is a lower bound and the charge never
+			// moves further than the request's own wait to go out (see
+			// quota.Lease.SentAt).
+			l.SentAt = l.At + (sent - ex.admittedAfter[i]).Milliseconds()
 		}
 		if g.settleLease(ctx, l, actual) {
 			g.Metrics.settled(ctx, l.Budgets[0].Scope, l.Tokens, actual)

@@ -130,7 +130,7 @@ type exchange struct {
 	tenant         *tenant.Tenant    // who is calling; nil before authentication
 	dir            *tenant.Directory // the tenants in force for this request
 	leases         []quota.Lease     // one per admission step, all settled at the end
-	admittedAfter  []time.Duration   // when each lease's admission call started, since start
+	admittedAfter  []time.Duration   // when each lease's admission was answered, since start
 	charged        int64             // tokens charged at settle
 	waited         time.Duration
 	stopRenewal    func()

@@ -184,7 +184,8 @@ type Lease struct {
 	// let one more request reach an upstream still at its limit.
 	Linger time.Duration
 	// SentAt, when later than At, is when the request left for the
-	// upstream, on the store's clock (milliseconds since the Unix epoch):
+	// upstream, on the store's clock (milliseconds since the Unix epoch;
+	// the gateway passes a lower bound):
 	// Settle moves the window charge to its bucket. The upstream counts a
 	// request when it arrives, so a charge anchored at admission could
 	// leave the window (and be admitted again) while the upstream still
