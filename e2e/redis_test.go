@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,17 +28,25 @@ func sharedRedis(t *testing.T) (url string, client *redis.Client, prefix string,
 }
 
 // leaseCounts counts what admission left in Redis under prefix (see
-// quota/keys.go): members of the concurrency sets (<p>{tag}:<budget>:c,
-// lease id -> expiry), live or expired but not yet pruned, and unsettled
-// leases (<p>{tag}:leases, kept two days so a second Settle is a no-op).
-// Both are zero when every admitted request was settled.
+// quota/keys.go): live members of the concurrency sets
+// (<p>{tag}:<budget>:c, lease id -> expiry, on the server's clock), and
+// unsettled leases (<p>{tag}:leases, kept two days so a second Settle is a
+// no-op). Both are zero when every admitted request was settled. An
+// expired member is no held slot: admissions prune it, and a real Redis
+// drops the whole set a lease TTL after the last one, which an embedded
+// miniredis does not do by itself.
 func leaseCounts(ctx context.Context, c *redis.Client, prefix string) (slots, unsettled int64, err error) {
+	now, err := c.Time(ctx).Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	live := "(" + strconv.FormatInt(now.UnixMilli(), 10)
 	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		key := iter.Val()
 		switch {
 		case strings.HasSuffix(key, ":c"):
-			n, err := c.ZCard(ctx, key).Result()
+			n, err := c.ZCount(ctx, key, live, "+inf").Result()
 			if err != nil {
 				return 0, 0, err
 			}
