@@ -282,31 +282,30 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 	writeTenant(w, http.StatusOK, t, id)
 }
 
+// delete hides a tenant (a tombstone over the file's definition).
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	reg, ok := h.registry(w)
-	if !ok {
-		return
-	}
-	id := r.PathValue("id")
-	if err := reg.Delete(r.Context(), id); err != nil {
-		writeWriteError(w, err, id)
-		return
-	}
-	h.logChange(r, "delete", id)
-	w.WriteHeader(http.StatusNoContent)
+	h.change(w, r, "delete", (*tenant.Registry).Delete)
 }
 
+// reset removes a tenant's override: the file's definition is in force
+// again.
 func (h *Handler) reset(w http.ResponseWriter, r *http.Request) {
+	h.change(w, r, "reset", (*tenant.Registry).Reset)
+}
+
+// change applies a body-less write to the tenant in the path, logs it as
+// action, and answers 204.
+func (h *Handler) change(w http.ResponseWriter, r *http.Request, action string, write func(*tenant.Registry, context.Context, string) error) {
 	reg, ok := h.registry(w)
 	if !ok {
 		return
 	}
 	id := r.PathValue("id")
-	if err := reg.Reset(r.Context(), id); err != nil {
+	if err := write(reg, r.Context(), id); err != nil {
 		writeWriteError(w, err, id)
 		return
 	}
-	h.logChange(r, "reset", id)
+	h.logChange(r, action, id)
 	w.WriteHeader(http.StatusNoContent)
 }
 

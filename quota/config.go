@@ -320,15 +320,22 @@ func (p *configParser) document(root *yaml.Node, cfg *Config) {
 	}
 }
 
-func (p *configParser) models(n *yaml.Node, cfg *Config) {
+// section returns the entries of a top-level section that maps names to
+// values (models, tenants): none when every entry is commented out, and an
+// error naming what it should be when it is not a mapping.
+func (p *configParser) section(n *yaml.Node, name, want string) []yamlEntry {
 	if yamlIsNull(n) { // every entry commented out
-		return
+		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		p.add(n, "models", "must be a mapping from model id to budget, got %s", yamlDescribe(n))
-		return
+		p.add(n, name, "must be a mapping from %s, got %s", want, yamlDescribe(n))
+		return nil
 	}
-	for _, e := range p.entries(n, "models", true) {
+	return p.entries(n, name, true)
+}
+
+func (p *configParser) models(n *yaml.Node, cfg *Config) {
+	for _, e := range p.section(n, "models", "model id to budget") {
 		id := e.key.Value
 		if yamlIsNull(e.key) {
 			id = ""

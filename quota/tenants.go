@@ -350,14 +350,7 @@ func (p *configParser) addSite(tenant, kind, value string, n *yaml.Node, path st
 // tenants parses the tenants section into cfg.Tenants. A tenant with a
 // bad id is still walked, so that its other problems are reported too.
 func (p *configParser) tenants(n *yaml.Node, cfg *Config) {
-	if yamlIsNull(n) { // every tenant commented out
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		p.add(n, "tenants", "must be a mapping from tenant id to tenant, got %s", yamlDescribe(n))
-		return
-	}
-	for _, e := range p.entries(n, "tenants", true) {
+	for _, e := range p.section(n, "tenants", "tenant id to tenant") {
 		id := e.key.Value
 		if yamlIsNull(e.key) {
 			id = ""
