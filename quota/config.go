@@ -397,23 +397,16 @@ func (p *configParser) budget(n *yaml.Node, path string) (b ModelBudget, ok bool
 	for _, e := range p.entries(n, path, true) {
 		name, fpath := e.key.Value, path+"."+e.key.Value
 		v := yamlResolve(e.val)
-		var good bool
-		switch name {
-		case "tpm":
-			b.Limits.TPM, good = p.count(v, fpath)
-		case "rpm":
-			b.Limits.RPM, good = p.count(v, fpath)
-		case "concurrency":
-			b.Limits.Concurrency, good = p.count(v, fpath)
-		case "tokens_per_day":
-			b.Limits.TokensPerDay, good = p.count(v, fpath)
-		case "max_input_tokens":
+		good, isLimit := p.limit(&b.Limits, name, v, fpath)
+		switch {
+		case isLimit:
+		case name == "max_input_tokens":
 			b.MaxInputTokens, good = p.intCount(v, fpath)
-		case "max_output_tokens":
+		case name == "max_output_tokens":
 			b.MaxOutputTokens, good = p.intCount(v, fpath)
-		case "default_max_tokens":
+		case name == "default_max_tokens":
 			b.DefaultMaxTokens, good = p.intCount(v, fpath)
-		case "output_burndown":
+		case name == "output_burndown":
 			b.OutputBurndown, good = p.burndown(v, fpath)
 		default:
 			p.unknownField(e.key, path, configBudgetFields)
@@ -427,6 +420,26 @@ func (p *configParser) budget(n *yaml.Node, path string) (b ModelBudget, ok bool
 	}
 	p.crossCheck(b, path, valid, bad)
 	return b, len(p.errs) == before
+}
+
+// limit parses name into l if it is one of the four limits a model pool
+// and a tenant budget share; isLimit is false for any other field.
+func (p *configParser) limit(l *Limits, name string, v *yaml.Node, path string) (good, isLimit bool) {
+	var dst *int64
+	switch name {
+	case "tpm":
+		dst = &l.TPM
+	case "rpm":
+		dst = &l.RPM
+	case "concurrency":
+		dst = &l.Concurrency
+	case "tokens_per_day":
+		dst = &l.TokensPerDay
+	default:
+		return false, false
+	}
+	*dst, good = p.count(v, path)
+	return good, true
 }
 
 // crossCheck reports caps that contradict the limits. A request that passes

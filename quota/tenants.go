@@ -686,15 +686,13 @@ func (p *configParser) tenantBudget(tenant, key string, n *yaml.Node, path strin
 	var guarantee *yaml.Node
 	for _, e := range p.entries(n, path, true) {
 		name, fpath, v := e.key.Value, path+"."+e.key.Value, yamlResolve(e.val)
+		if good, isLimit := p.limit(&b.Limits, name, v, fpath); isLimit {
+			if name == "tpm" {
+				tpmOK = good
+			}
+			continue
+		}
 		switch name {
-		case "tpm":
-			b.Limits.TPM, tpmOK = p.count(v, fpath)
-		case "rpm":
-			b.Limits.RPM, _ = p.count(v, fpath)
-		case "concurrency":
-			b.Limits.Concurrency, _ = p.count(v, fpath)
-		case "tokens_per_day":
-			b.Limits.TokensPerDay, _ = p.count(v, fpath)
 		case "guaranteed_tpm":
 			if key == AllModels {
 				p.add(e.key, fpath, "%s", guaranteeUnderAllMsg)
