@@ -1,7 +1,6 @@
 package admin_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotagate/quotagate/admin"
+	"github.com/quotagate/quotagate/internal/logbuf"
 	"github.com/quotagate/quotagate/internal/redistest"
 	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/tenant"
@@ -43,7 +43,7 @@ func testConfig() *quota.Config {
 type replica struct {
 	reg  *tenant.Registry
 	h    *admin.Handler
-	logs *syncBuffer
+	logs *logbuf.Buffer
 }
 
 // replicas starts n replicas on one Redis (nil client: one in-process
@@ -52,7 +52,7 @@ func replicas(t *testing.T, n int, c redis.UniversalClient, prefix string, file 
 	t.Helper()
 	rs := make([]replica, n)
 	for i := range rs {
-		logs := &syncBuffer{}
+		logs := &logbuf.Buffer{}
 		logger := slog.New(slog.NewTextHandler(logs, nil))
 		reg, err := tenant.NewRegistry(tenant.Options{
 			Client: c, KeyPrefix: prefix, SecretsKey: []byte("test secrets key, 32 bytes long!"),
@@ -543,25 +543,7 @@ func TestAdminRoutes(t *testing.T) {
 	want(t, call(t, h2, "POST", "/admin/v1/tenants/search/keys", `{"type": "sigv4"}`), http.StatusNotImplemented)
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*logbuf.Buffer)(nil)
 
 // TestAdminRevokedKeyRefused: a key revoked from one tenant cannot be given
 // to another: 400 naming the field, and nothing written.

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 
 	"github.com/quotagate/quotagate/bedrocksim"
+	"github.com/quotagate/quotagate/internal/logbuf"
 	"github.com/quotagate/quotagate/proxy"
 	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/telemetry"
@@ -37,7 +37,7 @@ type harness struct {
 	gateway  *proxy.Gateway
 	front    *httptest.Server
 	client   *bedrockruntime.Client
-	logs     *syncBuffer
+	logs     *logbuf.Buffer
 	store    quota.Store
 }
 
@@ -58,7 +58,7 @@ type harnessOptions struct {
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
-	h := &harness{logs: &syncBuffer{}}
+	h := &harness{logs: &logbuf.Buffer{}}
 	h.sim = bedrocksim.New(o.sim)
 	h.upstream = httptest.NewServer(h.sim)
 	t.Cleanup(h.upstream.Close)
@@ -150,22 +150,4 @@ func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines to log into.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,14 +1,13 @@
 package tenant
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotagate/quotagate/internal/logbuf"
 	"github.com/quotagate/quotagate/internal/redistest"
 	"github.com/quotagate/quotagate/quota"
 )
@@ -48,26 +47,8 @@ func newTestRegistry(t *testing.T, c redis.UniversalClient, prefix string, file 
 	return r
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testLogger returns a logger and what it wrote.
-func testLogger() (*slog.Logger, *syncBuffer) {
-	var b syncBuffer
+func testLogger() (*slog.Logger, *logbuf.Buffer) {
+	var b logbuf.Buffer
 	return slog.New(slog.NewTextHandler(&b, nil)), &b
 }

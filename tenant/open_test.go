@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotagate/quotagate/internal/logbuf"
 	"github.com/quotagate/quotagate/internal/redistest"
 	"github.com/quotagate/quotagate/quota"
 )
@@ -15,7 +16,7 @@ const noTenantsLeft = "no tenants left"
 
 // newLoggedRegistry is a registry on c (nil: in process) with a log of its
 // own, its file tenants set and its overrides loaded.
-func newLoggedRegistry(t *testing.T, o Options, file map[string]quota.TenantConfig) (*Registry, *syncBuffer) {
+func newLoggedRegistry(t *testing.T, o Options, file map[string]quota.TenantConfig) (*Registry, *logbuf.Buffer) {
 	t.Helper()
 	logger, logs := testLogger()
 	o.Logger, o.SecretsKey, o.Config = logger, testSecretsKey, testConfig
@@ -34,7 +35,7 @@ func newLoggedRegistry(t *testing.T, o Options, file map[string]quota.TenantConf
 
 // wantClosedAndEmpty checks that r refuses everyone: not open, no tenant,
 // and that it said so in its log exactly once, however often it is asked.
-func wantClosedAndEmpty(t *testing.T, r *Registry, logs *syncBuffer) {
+func wantClosedAndEmpty(t *testing.T, r *Registry, logs *logbuf.Buffer) {
 	t.Helper()
 	ctx := context.Background()
 	for range 5 {

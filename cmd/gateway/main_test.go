@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotagate/quotagate/bedrocksim"
+	"github.com/quotagate/quotagate/internal/logbuf"
 	"github.com/quotagate/quotagate/tenant"
 )
 
@@ -96,24 +96,6 @@ func TestUpstreamURL(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a running program's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -139,7 +121,7 @@ var helloMessages = []types.Message{{Role: types.ConversationRoleUser, Content: 
 func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr logbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-demo"}, map[string]string{"QUOTAGATE_ADDR": "127.0.0.1:0"}, &stdout, &stderr)
@@ -425,7 +407,7 @@ func TestBudgetsReloadWarnsOfOverrideConflicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	bud, err := newBudgets(cfg, false, nil, log)
 	if err != nil {
