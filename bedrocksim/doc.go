@@ -20,7 +20,8 @@
 //     start, settled to the actual usage at the end), requests per minute
 //     and concurrency, answering 429 ThrottlingException;
 //   - latency (time to first token, time per output token) and injectable
-//     faults, including exceptions in the middle of a stream.
+//     faults, including exceptions in the middle of a stream;
+//   - AWS STS AssumeRole (NewSTS), for Bedrock in another account by role.
 //
 // Generated text is deterministic filler, and token counts come from the
 // simulator's own simple tokenizer, so the gateway's estimates are checked
