@@ -35,6 +35,13 @@ type Config struct {
 	// the map and every TenantConfig in it are shared and must not be
 	// modified.
 	Tenants map[string]TenantConfig
+	// Upstreams are the other Bedrock endpoints targets may name, by name.
+	// Never nil after ParseConfig.
+	Upstreams map[string]Upstream
+	// Routes send requests for a model id or alias to their targets, by the
+	// name callers request. Never nil after ParseConfig; a model without a
+	// route is served by itself on the gateway's own upstream.
+	Routes map[string]Route
 }
 
 // ModelBudget is one model pool's budget and per-request caps.
@@ -181,7 +188,7 @@ func LoadConfig(path string) (*Config, error) {
 // string, and neither is what the writer meant. YAML anchors, aliases and
 // merge keys (<<: *anchor) work, so that models can share limits.
 func ParseConfig(data []byte) (*Config, error) {
-	cfg := &Config{Models: map[string]ModelBudget{}, Tenants: map[string]TenantConfig{}}
+	cfg := &Config{Models: map[string]ModelBudget{}, Tenants: map[string]TenantConfig{}, Upstreams: map[string]Upstream{}, Routes: map[string]Route{}}
 	root, trailing, syntax := decodeOne(data, "the budgets file")
 	if syntax != nil {
 		return nil, errors.Join(syntax)
@@ -199,6 +206,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		}
 		return p.badModels[pool] || p.badDefault
 	}
+	p.checkUpstreamRefs(cfg)
 	p.errs = append(p.errs, checkTenants(cfg, cfg.Tenants, p.sites, skip)...)
 	if err := joinConfigErrors(p.errs); err != nil {
 		return nil, err
@@ -256,7 +264,7 @@ func yamlSyntaxError(err error) *ConfigError {
 
 // Field names of the file, for "did you mean" in unknown-field errors.
 var (
-	configTopFields    = []string{"default_model", "models", "tenants"}
+	configTopFields    = []string{"default_model", "models", "tenants", "upstreams", "routes"}
 	configBudgetFields = []string{"tpm", "rpm", "concurrency", "tokens_per_day", "max_input_tokens", "max_output_tokens", "output_burndown", "default_max_tokens"}
 )
 
@@ -275,6 +283,8 @@ type configParser struct {
 	// badDefault is set when default_model has one.
 	badModels  map[string]bool
 	badDefault bool
+	// upstreamRefs are the upstream names pools and targets use.
+	upstreamRefs []upstreamRef
 }
 
 func (p *configParser) add(n *yaml.Node, path, format string, args ...any) {
@@ -309,11 +319,10 @@ func (p *configParser) document(root *yaml.Node, cfg *Config) {
 			p.models(yamlResolve(e.val), cfg)
 		case "tenants":
 			p.tenants(yamlResolve(e.val), cfg)
-		// This section is specified (ARCHITECTURE.md section 3) but not
-		// implemented: say so, rather than "unknown field", so that nobody
-		// believes fallback routes are being followed.
+		case "upstreams":
+			p.upstreams(yamlResolve(e.val), cfg)
 		case "routes":
-			p.add(e.key, "", "routes are not supported yet (they come with the fallback work); remove the routes section")
+			p.routes(yamlResolve(e.val), cfg)
 		default:
 			p.unknownField(e.key, "", configTopFields)
 		}
@@ -344,6 +353,9 @@ func (p *configParser) models(n *yaml.Node, cfg *Config) {
 		if msg := checkModelID(id); msg != "" {
 			p.add(e.key, path, "%s", msg)
 			continue
+		}
+		if _, up, ok := strings.Cut(id, "@"); ok {
+			p.upstreamRefs = append(p.upstreamRefs, upstreamRef{name: up, node: e.key, path: path})
 		}
 		if b, ok := p.budget(yamlResolve(e.val), path); ok {
 			cfg.Models[id] = b
@@ -713,6 +725,7 @@ func (c *Config) Canonical() []byte {
 		writeCanonicalBudget(&b, "    ", c.Models[id])
 	}
 	writeCanonicalTenants(&b, c.Tenants)
+	writeCanonicalRoutes(&b, c)
 	return b.Bytes()
 }
 

@@ -167,6 +167,8 @@ func TestConfigCanonicalRoundTrip(t *testing.T) {
 			Models:     []string{`anthropic.\*`},
 			Budgets:    map[string]TenantBudget{`quote"and\backslash`: {GuaranteedTPM: 0}},
 		}},
+		Upstreams: map[string]Upstream{},
+		Routes:    map[string]Route{},
 	}
 	again, err := ParseConfig(odd.Canonical())
 	if err != nil || !reflect.DeepEqual(again, odd) {
@@ -207,7 +209,26 @@ func TestParseConfigBad(t *testing.T) {
 		{"unknown_field.yaml", []string{`line 3: models["anthropic.x"].tmp: unknown field "tmp" (did you mean "tpm"?)`}},
 		{"unknown_field_unlike.yaml", []string{`unknown field "burst" (known fields: tpm, rpm, concurrency, tokens_per_day, max_input_tokens, max_output_tokens, output_burndown, default_max_tokens)`}},
 		{"unknown_top_level.yaml", []string{`line 1: modles: unknown field "modles" (did you mean "models"?)`}},
-		{"routes.yaml", []string{"line 4: routes are not supported yet"}},
+		{"routes.yaml", []string{
+			`line 4: models["anthropic.x@nowhere"]: upstream "nowhere" is not defined in upstreams`,
+			`line 6: upstreams["west"].region: "us-westish" is not an AWS region`,
+			`line 6: upstreams["west"].endpoint: must be an http(s) URL`,
+			`line 6: upstreams["west"].role_arn: must be an IAM role ARN`,
+			`line 7: upstreams["east"].color: unknown field "color"`,
+			`line 7: upstreams["east"].region: required`,
+			`line 7: upstreams["east"].external_id: applies only with role_arn`,
+			`line 8: upstreams["bad name"]: an upstream name is`,
+			`line 11: routes["anthropic.x"].strategy: must be priority or spread, got the string "fastest"`,
+			`line 12: routes["anthropic.x"].targets[1]: anthropic.x is already target 0`,
+			`line 12: routes["anthropic.x"].targets[2]: upstream "wset" is not defined in upstreams`,
+			`line 15: routes["anthropic.y"].targets[0]: amazon.nova-lite-v1:0 is a nova model but callers of anthropic.y write anthropic bodies, and cross_family is false`,
+			`line 17: routes["anthropic.z"].targets: required: at least one target`,
+			`line 19: routes["anthropic.w"].targets: weight applies only to strategy: spread`,
+			`line 20: routes["anthropic.v@west"]: callers name a model or an alias, never an upstream`,
+			`line 24: routes["anthropic.u"].targets[0].weight: must be 1 to 1000, got 0`,
+			`line 24: routes["anthropic.u"].targets[0].colour: unknown field "colour"`,
+			`line 26: routes["anthropic.t"].targets[1]: cohere.command-r-v1:0 (cohere) and anthropic.t (anthropic) bodies cannot be translated`,
+		}},
 		{"not_mapping.yaml", []string{"line 1: the budgets file must be a mapping with default_model, models and tenants, got a list"}},
 		{"scalar_document.yaml", []string{`must be a mapping with default_model, models and tenants, got the string "budgets"`}},
 		{"models_not_mapping.yaml", []string{"line 1: models: must be a mapping from model id to budget, got a list"}},
@@ -229,7 +250,7 @@ func TestParseConfigBad(t *testing.T) {
 			`line 8: models["anthropic.x"].output_burndown: must be a number >= 1`,
 			`line 9: models[""]: empty model id`,
 			`line 12: models["anthropic.y"].concurency: unknown field "concurency" (did you mean "concurrency"?)`,
-			"line 13: routes are not supported yet",
+			`line 13: routes["x"]: must be a mapping with strategy and targets`,
 		}},
 	}...)
 	seen := map[string]bool{}

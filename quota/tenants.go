@@ -37,6 +37,11 @@ type TenantConfig struct {
 	// Budgets are the tenant's budgets by model id (as requested, decoded),
 	// and "*" for all models together.
 	Budgets map[string]TenantBudget
+	// NoCrossFamily forbids serving the tenant's requests with a model of
+	// another family than the one its body is written for ("cross_family:
+	// false"), e.g. where a translated answer would break the tenant's
+	// evaluations. Routes still overflow within the family.
+	NoCrossFamily bool
 }
 
 // AccessKeyConfig is a SigV4 access key id and where its secret is read
@@ -73,7 +78,7 @@ const MaxTenantIDLen = 64
 
 // Field names of a tenant, for "did you mean" in unknown-field errors.
 var (
-	tenantFields       = []string{"api_keys", "access_keys", "models", "budgets"}
+	tenantFields       = []string{"api_keys", "access_keys", "models", "budgets", "cross_family"}
 	accessKeyFields    = []string{"id", "secret_env", "secret_file"}
 	tenantBudgetFields = []string{"tpm", "rpm", "concurrency", "tokens_per_day", "guaranteed_tpm"}
 )
@@ -392,6 +397,12 @@ func (p *configParser) tenant(id string, n *yaml.Node, path string) (t TenantCon
 			t.Models = p.modelPatterns(v, fpath)
 		case "budgets":
 			p.tenantBudgets(id, v, fpath, t.Budgets)
+		case "cross_family":
+			if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
+				p.add(v, fpath, "must be true or false, got %s", yamlDescribe(v))
+				continue
+			}
+			t.NoCrossFamily = v.Value == "false"
 		default:
 			if slices.Contains(tenantBudgetFields, name) {
 				p.add(e.key, path, `%s belongs in a budget: budgets: {"*": {%s: ...}} for all models together, or under a model id`, name, name)
@@ -745,6 +756,9 @@ func writeCanonicalTenants(b *bytes.Buffer, tenants map[string]TenantConfig) {
 			}
 		}
 		writeCanonicalList(b, "    ", "models", t.Models)
+		if t.NoCrossFamily {
+			b.WriteString("    cross_family: false\n")
+		}
 		if len(t.Budgets) == 0 {
 			b.WriteString("    budgets: {}\n")
 			continue

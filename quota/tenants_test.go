@@ -134,6 +134,7 @@ func TestParseConfigTenants(t *testing.T) {
 				sonnet:                            {GuaranteedTPM: 100000},
 				"mistral.mistral-large-2402-v1:0": {GuaranteedTPM: 60000},
 			},
+			NoCrossFamily: true,
 		},
 		"batch": {Budgets: map[string]TenantBudget{}},
 	}

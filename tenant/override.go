@@ -21,6 +21,8 @@ type Definition struct {
 	Models []string `json:"models,omitempty"`
 	// Budgets are by model id, and "*" for all models together.
 	Budgets map[string]BudgetDefinition `json:"budgets,omitempty"`
+	// CrossFamily false forbids fallback to models of another family.
+	CrossFamily *bool `json:"cross_family,omitempty"`
 }
 
 // AccessKeyDefinition is an access key id and where its secret is read.
@@ -47,6 +49,9 @@ type BudgetDefinition struct {
 // DefinitionOf renders a tenant config in the file's field names.
 func DefinitionOf(c quota.TenantConfig) Definition {
 	d := Definition{APIKeys: slices.Clone(c.APIKeys), Models: slices.Clone(c.Models)}
+	if c.NoCrossFamily {
+		d.CrossFamily = new(false)
+	}
 	for _, ak := range c.AccessKeys {
 		d.AccessKeys = append(d.AccessKeys, AccessKeyDefinition(ak))
 	}
@@ -65,7 +70,7 @@ func DefinitionOf(c quota.TenantConfig) Definition {
 // Config converts the definition back. It does not validate: definitions
 // come from quota.ParseTenant before they are stored.
 func (d Definition) Config() quota.TenantConfig {
-	c := quota.TenantConfig{APIKeys: slices.Clone(d.APIKeys), Models: slices.Clone(d.Models)}
+	c := quota.TenantConfig{APIKeys: slices.Clone(d.APIKeys), Models: slices.Clone(d.Models), NoCrossFamily: d.CrossFamily != nil && !*d.CrossFamily}
 	for _, ak := range d.AccessKeys {
 		c.AccessKeys = append(c.AccessKeys, quota.AccessKeyConfig(ak))
 	}
