@@ -3,6 +3,7 @@ package translate
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 
 	"github.com/quotagate/quotagate/tokens"
 )
@@ -118,9 +119,9 @@ func sameFamily(a, b string) bool {
 	if !okA || !okB {
 		return a == b
 	}
-	pa, _, _ := bytes.Cut([]byte(ia), []byte("."))
-	pb, _, _ := bytes.Cut([]byte(ib), []byte("."))
-	return string(pa) == string(pb)
+	pa, _, _ := strings.Cut(ia, ".")
+	pb, _, _ := strings.Cut(ib, ".")
+	return pa == pb
 }
 
 // modelName names a target in messages: its family, or its id when the
