@@ -33,6 +33,8 @@ import "sync"
 //	:seen        hash  guarantee holder's budget id -> its last attempt
 //	                   (Unix ms): a holder is active, and its share kept
 //	                   for it, while it asked within the last window.
+//	:cool        hash  a route target's failures and cooldown (see
+//	                   cooldown.lua); the tag is the target's pool.
 //
 // Budget keys end in a one-letter suffix and tag keys in a word, so no
 // budget id can make a budget key equal to a tag key.
@@ -51,11 +53,11 @@ func makeBudgetKeys(prefix, tag, id string) budgetKeys {
 	return budgetKeys{base + "w", base + "d", base + "c", base + "q"}
 }
 
-type tagKeys struct{ leases, tickets, ticketInfo, seen string }
+type tagKeys struct{ leases, tickets, ticketInfo, seen, cool string }
 
 func makeTagKeys(prefix, tag string) tagKeys {
 	base := prefix + "{" + hashTag(tag) + "}:"
-	return tagKeys{base + "leases", base + "tickets", base + "ticketinfo", base + "seen"}
+	return tagKeys{base + "leases", base + "tickets", base + "ticketinfo", base + "seen", base + "cool"}
 }
 
 // keyCache remembers key names, which are the same on every call for a

@@ -23,6 +23,7 @@ type MemoryStore struct {
 	mu      sync.Mutex
 	budgets map[[2]string]*memBudget // by {tag, budget id}
 	tags    map[string]*memTag
+	cool    map[string]*coolState // route targets' cooldowns, by tag
 }
 
 var _ Store = (*MemoryStore)(nil)

@@ -106,6 +106,8 @@ var (
 	cancelLua string
 	//go:embed usage.lua
 	usageLua string
+	//go:embed cooldown.lua
+	cooldownLua string
 
 	// redis.Script runs EVALSHA and falls back to EVAL (which also caches
 	// the script) when the server answers NOSCRIPT: one round trip in the
@@ -114,7 +116,8 @@ var (
 	settleScript = redis.NewScript(windowLua + settleLua)
 	renewScript  = redis.NewScript(renewLua)
 	cancelScript = redis.NewScript(cancelLua)
-	usageScript  = redis.NewScript(usageLua)
+	usageScript    = redis.NewScript(usageLua)
+	cooldownScript = redis.NewScript(cooldownLua)
 )
 
 // rediser is the part of a go-redis client the store uses: scripts only.
@@ -127,6 +130,9 @@ type rediser interface {
 	EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
 	ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd
 	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
+	// Pipeline batches the reads of a route's targets into one round
+	// trip (split per node by a Cluster client).
+	Pipeline() redis.Pipeliner
 }
 
 // RedisStore keeps budget counters in Redis, so that every gateway replica

@@ -1,0 +1,93 @@
+package quota
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/quotagate/quotagate/internal/redistest"
+)
+
+// testTargets runs the target-state suite on one store kind. newPair
+// returns two stores over the same shared state (two replicas).
+func testTargets(t *testing.T, newPair func(t *testing.T) (Targets, Targets, Store)) {
+	ctx := context.Background()
+	a := PoolBudget("anthropic.x", Limits{TPM: 1000, Concurrency: 10})
+	b := PoolBudget("meta.y@west", Limits{TPM: 1000})
+	c := Cooldown{After: 3, Window: 10 * time.Second, Cool: 4 * time.Second}
+
+	t.Run("FailuresCoolForEveryReplica", func(t *testing.T) {
+		r1, r2, _ := newPair(t)
+		for i := 1; i <= 2; i++ {
+			if d, err := r1.Failed(ctx, a, 0, c); err != nil || d != 0 {
+				t.Fatalf("failure %d: cooldown %v, %v; want none before the third", i, d, err)
+			}
+		}
+		// The third failure comes from the other replica: the count is shared.
+		d, err := r2.Failed(ctx, a, 0, c)
+		if err != nil || d < 3900*time.Millisecond || d > c.Cool {
+			t.Fatalf("third failure: cooldown %v, %v; want about %v", d, err, c.Cool)
+		}
+		st, err := r1.TargetStates(ctx, []Budget{a, b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[0].Cooling <= 3*time.Second || st[0].Cooling > c.Cool {
+			t.Errorf("replica 1 sees %s cooling for %v, want about %v", a.Tag, st[0].Cooling, c.Cool)
+		}
+		if st[1].Cooling != 0 {
+			t.Errorf("%s cooling %v, want 0: cooldowns are per target", b.Tag, st[1].Cooling)
+		}
+	})
+
+	t.Run("RetryAfterCoolsAtOnce", func(t *testing.T) {
+		r1, r2, _ := newPair(t)
+		d, err := r1.Failed(ctx, b, 7*time.Second, c)
+		if err != nil || d < 6900*time.Millisecond || d > 7*time.Second {
+			t.Fatalf("cooldown %v, %v; want 7s at once", d, err)
+		}
+		// A shorter cooldown never shortens the one in force.
+		for range 3 {
+			if d, err = r2.Failed(ctx, b, 0, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d < 6*time.Second {
+			t.Errorf("after more failures: cooldown %v, want the 7s still in force", d)
+		}
+	})
+
+	t.Run("StatesCarryUsage", func(t *testing.T) {
+		r1, _, store := newPair(t)
+		dec, err := store.Admit(ctx, Request{Budgets: []Budget{a}, Tokens: 300, LeaseTTL: time.Minute})
+		if err != nil || !dec.Allowed {
+			t.Fatalf("admit: %+v, %v", dec, err)
+		}
+		st, err := r1.TargetStates(ctx, []Budget{a, b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[0].Usage.WindowTokens != 300 || st[0].Usage.InFlight != 1 || st[0].Usage.WindowRequests != 1 {
+			t.Errorf("usage of %s: %+v, want 300 tokens, 1 request, 1 in flight", a.Tag, st[0].Usage)
+		}
+		if st[1].Usage != (Usage{}) {
+			t.Errorf("usage of the unused %s: %+v, want zero", b.Tag, st[1].Usage)
+		}
+	})
+}
+
+func TestTargetsMemory(t *testing.T) {
+	testTargets(t, func(t *testing.T) (Targets, Targets, Store) {
+		s := NewMemoryStore(Options{})
+		return s, s, s
+	})
+}
+
+func TestTargetsRedis(t *testing.T) {
+	testTargets(t, func(t *testing.T) (Targets, Targets, Store) {
+		c1, prefix := redistest.New(t)
+		c2, _ := redistest.New(t)
+		s1 := NewRedisStore(c1, Options{KeyPrefix: prefix})
+		return s1, NewRedisStore(c2, Options{KeyPrefix: prefix}), s1
+	})
+}
