@@ -31,12 +31,15 @@ func (g *Gateway) finish(ctx context.Context, ex *exchange) {
 	attrs = append(attrs,
 		slog.String("request_id", ex.id),
 		slog.String("operation", string(ex.route.Operation)),
-		slog.String("model", ex.route.ModelID),
+		slog.String("model", ex.requestedModel()),
 		slog.String("tenant", ex.tenantID()),
 		slog.Int("status", ex.status),
 		slog.Float64("latency_ms", ms(time.Since(ex.start))),
 	)
 	attrs = append(attrs, telemetry.TraceAttrs(ctx)...)
+	if ex.servedPool != "" {
+		attrs = append(attrs, slog.String("served", ex.servedPool), slog.Int("attempts", ex.attempts))
+	}
 	if ex.upstreamDur > 0 {
 		attrs = append(attrs, slog.Float64("upstream_latency_ms", ms(ex.upstreamDur)))
 	}

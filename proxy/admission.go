@@ -69,7 +69,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, ex *exchange) bo
 	}
 	pool := quota.PoolID(ex.route.ModelID)
 	mb, _ := cfg.Model(pool) // an unlisted model has no pool limits, but the tenant's usage is still counted
-	plan, err := g.plan(r.Context(), ex, mb)
+	plan, err := g.plan(r.Context(), ex, mb, pool)
 	if err != nil {
 		g.fail(w, ex, err)
 		return false
@@ -197,7 +197,10 @@ func tighter(a, b int64) int64 {
 // plan applies the per-request caps, computes the reservation (estimated
 // input + max output tokens x burndown, as Bedrock itself counts a request
 // against its quota when it starts) and lays out the admissions.
-func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget) (budgetPlan, error) {
+//
+// pool is the budget pool the request draws on: the requested model's, or
+// for a routed request its target's (id@upstream for another upstream).
+func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget, pool string) (budgetPlan, error) {
 	maxOut := mb.MaxOutput(ex.req.MaxTokens, ex.req.MaxTokensSet)
 	if mb.MaxOutputTokens > 0 && maxOut > mb.MaxOutputTokens {
 		how := "asks for"
@@ -217,7 +220,6 @@ func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget) 
 		return budgetPlan{}, fmt.Errorf("%w: the request reserves %d tokens; lower max tokens", errOverCap, reserved)
 	}
 	plan := budgetPlan{model: mb, reserved: reserved, rawInput: raw}
-	pool := quota.PoolID(ex.route.ModelID)
 	tenantID := ex.tenantID()
 	plan.pool = quota.PoolBudget(pool, mb.Limits)
 	var mine quota.TenantBudget
@@ -316,8 +318,8 @@ func (g *Gateway) settle(ctx context.Context, ex *exchange) {
 	}
 	actual := g.actualTokens(ex)
 	ex.charged = actual
-	linger := ex.requestWritten.Load() && !ex.completed && !ex.upstreamEnded && ex.upstreamStatus < 300
-	sent := time.Duration(ex.sentAfter.Load())
+	linger := ex.requestWritten() && !ex.completed && !ex.upstreamEnded && ex.upstreamStatus < 300
+	sent := ex.sentAfter()
 	for i, l := range ex.leases {
 		if linger {
 			l.Linger = abandonLinger
@@ -363,7 +365,7 @@ func (g *Gateway) actualTokens(ex *exchange) int64 {
 	case ex.usage.Known && ex.completed:
 		burn := max(ex.plan.model.OutputBurndown, 1)
 		return int64(ex.usage.InputTokens+ex.usage.CacheWriteInputTokens) + int64(math.Ceil(float64(ex.usage.OutputTokens)*burn))
-	case !ex.requestWritten.Load():
+	case !ex.requestWritten():
 		return 0 // never reached Bedrock
 	case ex.upstreamStatus >= 300:
 		return 0

@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/quotagate/quotagate/telemetry"
 	"github.com/quotagate/quotagate/tenant"
 	"github.com/quotagate/quotagate/tokens"
+	"github.com/quotagate/quotagate/translate"
 )
 
 // DefaultMaxBodyBytes is Bedrock's own limit on an InvokeModel body
@@ -81,6 +83,20 @@ type Gateway struct {
 	// AuthFailures throttles sources that keep failing authentication;
 	// nil does not throttle them.
 	AuthFailures AuthLimiter
+	// Upstreams resolves the other upstreams (regions, endpoints, accounts)
+	// that route targets name; nil serves only targets on Upstream.
+	Upstreams UpstreamResolver
+	// Cooldown says when a route target that Bedrock keeps refusing is set
+	// aside by every replica; zero means quota.DefaultCooldown.
+	Cooldown quota.Cooldown
+	// MaxAttempts bounds the upstream calls of one routed request; 0 means
+	// DefaultMaxAttempts.
+	MaxAttempts int
+	// RetryBase and RetryMax shape the full-jitter backoff before a routed
+	// request tries a target a second time; 0 means DefaultRetryBase and
+	// DefaultRetryMax.
+	RetryBase, RetryMax time.Duration
+
 	// TrustedProxies are the load balancers and proxies in front of the
 	// gateway whose X-Forwarded-For is believed. A request from one of
 	// them has its authentication failures counted against the right-most
@@ -102,6 +118,15 @@ func (ex *exchange) tenantID() string {
 		return ""
 	}
 	return ex.tenant.ID
+}
+
+// requestedModel is the model id the caller named (for a routed request,
+// ex.route is the target being served).
+func (ex *exchange) requestedModel() string {
+	if ex.requested.ModelID != "" {
+		return ex.requested.ModelID
+	}
+	return ex.route.ModelID
 }
 
 // exchange is the state of one request as it moves through ServeHTTP. The
@@ -135,8 +160,11 @@ type exchange struct {
 	waited         time.Duration
 	stopRenewal    func()
 	upstreamCalled bool
-	requestWritten atomic.Bool  // set by the transport's goroutine
-	sentAfter      atomic.Int64 // when the request was written, as time since start (ns)
+	wire           *wireState        // the current attempt's; nil before one is sent
+	invoke         *translate.Invoke // set when the native body was translated for the served model
+	requested      bedrock.Route     // what the caller asked for; route is what is being served
+	servedPool     string            // the routed target serving the request (pool id), "" when not routed
+	attempts       int               // upstream calls made for a routed request
 	upstreamStatus int
 	upstreamEnded  bool // Bedrock closed the stream (after its last event or an exception)
 	completed      bool // the whole response reached the caller
@@ -215,10 +243,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, ex, err)
 		return
 	}
-	if !g.admit(w, r, ex) {
-		return
-	}
-	g.forward(w, r, ex, body)
+	g.serve(w, r, ex)
 }
 
 // readBody reads the whole request body, which SigV4 needs to hash before
@@ -264,55 +289,92 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ex *exchange, 
 	ctx, span := g.tracer().Start(r.Context(), spanName(ex), trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(g.requestAttrs(ex)...))
 	defer func() { endClientSpan(span, ex) }()
-
-	out, err := g.newUpstreamRequest(ctx, r, ex.route, body)
-	if err != nil {
-		g.fail(w, ex, err)
-		return
-	}
-	ex.upstreamCalled = true
-	// Whether the request left this process decides what a failure costs:
-	// a request never written (no credentials, a refused dial) cannot have
-	// been served, so it is charged nothing.
-	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			ex.sentAfter.Store(int64(time.Since(ex.start)))
-			ex.requestWritten.Store(info.Err == nil)
-		},
-	}))
-	resp, err := g.transport().RoundTrip(out)
-	ex.upstreamDur = time.Since(ex.start)
+	resp, err := g.send(ctx, r, ex, g.Upstream, g.transport(), body)
 	if err != nil {
 		if r.Context().Err() != nil {
 			ex.status, ex.err = statusClientClosed, r.Context().Err()
 			return
 		}
-		g.fail(w, ex, classifyTransport(err))
+		g.fail(w, ex, err)
 		return
 	}
 	defer resp.Body.Close()
+	g.relay(w, r, ex, resp, nil)
+}
+
+// send makes one upstream call of ex.route with body and returns Bedrock's
+// response, whatever its status; an error is a call that got no response,
+// already classified.
+func (g *Gateway) send(ctx context.Context, r *http.Request, ex *exchange, upstream *url.URL, rt http.RoundTripper, body []byte) (*http.Response, error) {
+	out, err := g.newUpstreamRequest(ctx, r, upstream, ex.route, body)
+	if err != nil {
+		return nil, err
+	}
+	ex.upstreamCalled = true
+	// Whether the request left this process decides what a failure costs:
+	// a request never written (no credentials, a refused dial) cannot have
+	// been served, so it is charged nothing. Each call has its own record,
+	// as the transport's goroutine may still write it after RoundTrip.
+	ws := &wireState{}
+	ex.wire = ws
+	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			ws.sentAfter.Store(int64(time.Since(ex.start)))
+			ws.written.Store(info.Err == nil)
+		},
+	}))
+	resp, err := rt.RoundTrip(out)
+	ex.upstreamDur = time.Since(ex.start)
+	if err != nil {
+		return nil, classifyTransport(err)
+	}
 	ex.upstreamStatus = resp.StatusCode
 	ex.upstreamID = resp.Header.Get("X-Amzn-Requestid")
+	ex.errType = ""
 	if resp.StatusCode >= 300 {
 		ex.errType = upstreamErrorType(resp.Header)
 	}
+	return resp, nil
+}
+
+// relay answers the caller with Bedrock's response: its headers, then the
+// stream (first, when set, is its first frame, already read) or the body.
+func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, ex *exchange, resp *http.Response, first []byte) {
 	copyResponseHeaders(w.Header(), resp.Header)
 	if resp.StatusCode == http.StatusOK && ex.route.Operation.Streaming() && isEventStream(resp.Header) {
-		g.relayStream(w, r, ex, resp)
+		g.relayStream(w, r, ex, resp, first)
 		return
 	}
 	g.relayBody(w, ex, resp)
 }
 
+// wireState records when one upstream call's request was written.
+type wireState struct {
+	written   atomic.Bool  // set by the transport's goroutine
+	sentAfter atomic.Int64 // when the request was written, as time since start (ns)
+}
+
+// requestWritten reports whether the current attempt's request left this
+// process whole.
+func (ex *exchange) requestWritten() bool { return ex.wire != nil && ex.wire.written.Load() }
+
+// sentAfter is when the current attempt's request was written, since start.
+func (ex *exchange) sentAfter() time.Duration {
+	if ex.wire == nil {
+		return 0
+	}
+	return time.Duration(ex.wire.sentAfter.Load())
+}
+
 // newUpstreamRequest builds the request Bedrock receives: the same escaped
 // path (SigV4 escapes it once more, so it must stay byte-identical), the
 // allow-listed headers, the body, and our trace context.
-func (g *Gateway) newUpstreamRequest(ctx context.Context, r *http.Request, route bedrock.Route, body []byte) (*http.Request, error) {
-	if g.Upstream == nil {
+func (g *Gateway) newUpstreamRequest(ctx context.Context, r *http.Request, upstream *url.URL, route bedrock.Route, body []byte) (*http.Request, error) {
+	if upstream == nil {
 		return nil, fmt.Errorf("%w: no upstream configured", errInternal)
 	}
-	u := *g.Upstream
-	u.RawPath = strings.TrimSuffix(g.Upstream.EscapedPath(), "/") + bedrock.Path(route.Operation, route.RawModelID)
+	u := *upstream
+	u.RawPath = strings.TrimSuffix(upstream.EscapedPath(), "/") + bedrock.Path(route.Operation, route.RawModelID)
 	path, err := url.PathUnescape(u.RawPath)
 	if err != nil {
 		return nil, fmt.Errorf("%w: upstream path: %w", errInternal, err)
@@ -331,8 +393,13 @@ func (g *Gateway) newUpstreamRequest(ctx context.Context, r *http.Request, route
 }
 
 // relayBody copies a complete (non-stream) response, byte for byte, keeping a
-// bounded copy to read usage from.
+// bounded copy to read usage from. A translated request's answer is read
+// whole and translated back instead.
 func (g *Gateway) relayBody(w http.ResponseWriter, ex *exchange, resp *http.Response) {
+	if ex.invoke != nil && resp.StatusCode == http.StatusOK {
+		g.relayTranslated(w, ex, resp)
+		return
+	}
 	ex.status = resp.StatusCode
 	ex.wroteHeader = true
 	w.WriteHeader(resp.StatusCode)
@@ -353,6 +420,42 @@ func (g *Gateway) relayBody(w http.ResponseWriter, ex *exchange, resp *http.Resp
 	if resp.StatusCode == http.StatusOK {
 		ex.usage = usageFromBody(ex, capture.Bytes()).Merge(tokens.UsageFromHeaders(resp.Header))
 	}
+}
+
+// relayTranslated answers with Bedrock's response translated into the
+// caller's family. Usage is read from the response as Bedrock sent it.
+func (g *Gateway) relayTranslated(w http.ResponseWriter, ex *exchange, resp *http.Response) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, DefaultMaxBodyBytes+1))
+	if err != nil {
+		ex.err = fmt.Errorf("%w: reading the response: %w", errUpstreamFailed, err)
+		w.Header().Del("Content-Length")
+		g.fail(w, ex, ex.err)
+		return
+	}
+	headerUsage := tokens.UsageFromHeaders(resp.Header)
+	ex.usage = usageFromBody(ex, body).Merge(headerUsage)
+	// Bedrock answered, so the call is complete whatever happens next: a
+	// translation failure still costs what Bedrock counted.
+	ex.completed = true
+	out, err := ex.invoke.Response(body, headerUsage)
+	if err != nil {
+		w.Header().Del("Content-Length")
+		g.fail(w, ex, fmt.Errorf("%w: translating %s's answer: %w", errInternal, ex.route.ModelID, err))
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	ex.status = resp.StatusCode
+	ex.wroteHeader = true
+	w.WriteHeader(resp.StatusCode)
+	n, err := w.Write(out)
+	ex.bytesOut = int64(n)
+	ex.firstByte = time.Since(ex.start)
+	if err != nil {
+		ex.completed = false
+		ex.err = fmt.Errorf("%w: writing the response: %w", errUpstreamFailed, err)
+		return
+	}
+	_ = http.NewResponseController(w).Flush()
 }
 
 // maxUsageCapture bounds how much of a plain response is kept for reading

@@ -28,6 +28,7 @@ type Metrics struct {
 	settleTokens  metric.Int64Counter
 	estimateError metric.Float64Histogram
 	switches      metric.Int64Counter
+	fallbacks     metric.Int64Counter
 
 	mu          sync.Mutex
 	utilisation map[utilKey]float64
@@ -72,6 +73,8 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithExplicitBucketBoundaries(-0.5, -0.25, -0.1, -0.05, 0, 0.05, 0.1, 0.25, 0.5, 1))
 	must(e)
 	m.switches, e = meter.Int64Counter("quotagate.quota.failover.switches", metric.WithDescription("Switches between the shared budget store and the failure policy, by direction."))
+	must(e)
+	m.fallbacks, e = meter.Int64Counter("quotagate.fallbacks", metric.WithDescription("Routed requests that moved from one target to another, by route, from, to and reason (budget_<dimension>, cooldown, over_cap, a Bedrock exception, connection, stream)."))
 	must(e)
 	util, e := meter.Float64ObservableGauge("quotagate.quota.utilisation", metric.WithDescription("Share of each budget's window limit in use at the last decision, by scope and dimension."))
 	must(e)
@@ -121,7 +124,7 @@ func (m *Metrics) request(ctx context.Context, ex *exchange) {
 	}
 	m.requests.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("operation", string(ex.route.Operation)),
-		attribute.String("model", ex.route.ModelID),
+		attribute.String("model", ex.requestedModel()),
 		attribute.String("tenant", ex.tenantID()),
 		attribute.Int("status", ex.status)))
 	if !ex.usage.Known {
@@ -193,4 +196,13 @@ func (m *Metrics) estimate(ctx context.Context, model string, relErr float64) {
 		return
 	}
 	m.estimateError.Record(ctx, relErr, metric.WithAttributes(attribute.String("model", model)))
+}
+
+// fallback counts a routed request moving on from one target to another.
+func (m *Metrics) fallback(ctx context.Context, route, from, to, reason string) {
+	if m == nil {
+		return
+	}
+	m.fallbacks.Add(ctx, 1, metric.WithAttributes(attribute.String("route", route), attribute.String("from", from),
+		attribute.String("to", to), attribute.String("reason", reason)))
 }

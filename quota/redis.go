@@ -112,10 +112,10 @@ var (
 	// redis.Script runs EVALSHA and falls back to EVAL (which also caches
 	// the script) when the server answers NOSCRIPT: one round trip in the
 	// steady state, two once per node after a restart or SCRIPT FLUSH.
-	admitScript  = redis.NewScript(windowLua + admitLua)
-	settleScript = redis.NewScript(windowLua + settleLua)
-	renewScript  = redis.NewScript(renewLua)
-	cancelScript = redis.NewScript(cancelLua)
+	admitScript    = redis.NewScript(windowLua + admitLua)
+	settleScript   = redis.NewScript(windowLua + settleLua)
+	renewScript    = redis.NewScript(renewLua)
+	cancelScript   = redis.NewScript(cancelLua)
 	usageScript    = redis.NewScript(usageLua)
 	cooldownScript = redis.NewScript(cooldownLua)
 )

@@ -42,7 +42,11 @@ func (u Upstream) URL() string {
 	if u.Endpoint != "" {
 		return u.Endpoint
 	}
-	return "https://bedrock-runtime." + u.Region + ".amazonaws.com"
+	host := "bedrock-runtime." + u.Region + ".amazonaws.com"
+	if strings.HasPrefix(u.Region, "cn-") {
+		host += ".cn"
+	}
+	return "https://" + host
 }
 
 // Strategy is how a route orders its targets for a request.

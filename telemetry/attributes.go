@@ -45,6 +45,16 @@ const (
 	CacheWriteTokens = attribute.Key("gen_ai.usage.cache_creation.input_tokens")
 	// UpstreamRequestID is Bedrock's x-amzn-RequestId, for AWS support cases.
 	UpstreamRequestID = attribute.Key("aws.request_id")
+	// Attempt numbers the upstream calls of one routed request, from 1.
+	Attempt = attribute.Key("quotagate.attempt")
+	// Target is the route target an attempt went to, as its budget pool
+	// names it (model id, with @upstream for another upstream).
+	Target = attribute.Key("quotagate.target")
+	// FallbackReason is why a routed request moved on from an attempt's
+	// target: the Bedrock exception, "connection", or "stream".
+	FallbackReason = attribute.Key("quotagate.fallback.reason")
+	// ServedModel is the model that served a routed request.
+	ServedModel = attribute.Key("quotagate.served_model")
 )
 
 // Operation names for gen_ai.operation.name. Converse is a chat API; native

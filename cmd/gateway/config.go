@@ -53,6 +53,14 @@ type Config struct {
 	// production; tests and demos shorten it to see windows roll quickly.
 	BudgetWindow time.Duration `env:"QUOTAGATE_BUDGET_WINDOW" envDefault:"1m"`
 
+	// Routes (see README, "Routes and overflow").
+	Cooldown       time.Duration `env:"QUOTAGATE_COOLDOWN" envDefault:"5s"`
+	CooldownAfter  int           `env:"QUOTAGATE_COOLDOWN_AFTER" envDefault:"3"`
+	CooldownWindow time.Duration `env:"QUOTAGATE_COOLDOWN_WINDOW" envDefault:"10s"`
+	MaxAttempts    int           `env:"QUOTAGATE_MAX_ATTEMPTS" envDefault:"4"`
+	RetryBase      time.Duration `env:"QUOTAGATE_RETRY_BASE" envDefault:"50ms"`
+	RetryMax       time.Duration `env:"QUOTAGATE_RETRY_MAX" envDefault:"2s"`
+
 	// Tenants (see README, "Tenants").
 	AdminToken string `env:"QUOTAGATE_ADMIN_TOKEN"`
 	// AdminAddr, when set, serves the admin API on its own listener (and
@@ -89,10 +97,11 @@ type Config struct {
 
 // String prints the configuration for the start-up log, without secrets.
 func (c Config) String() string {
-	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s admin_api=%t admin_addr=%q auth_failures=%d require_auth=%t trusted_proxies=%q",
+	return fmt.Sprintf("addr=%s tls=%t max_body_bytes=%d drain_timeout=%s upstream_header_timeout=%s log_level=%s upstream_auth=%s budgets_file=%q redis=%t failure_policy=%s replicas=%d max_wait=%s lease_ttl=%s estimate_margin=%g count_tokens=%t budget_window=%s admin_api=%t admin_addr=%q auth_failures=%d require_auth=%t trusted_proxies=%q cooldown=%s/%d-in-%s max_attempts=%d retry=%s..%s",
 		c.Addr, c.TLSCertFile != "", c.MaxBodyBytes, c.DrainTimeout, c.UpstreamHeaderTimeout, c.LogLevel, c.upstreamAuth(),
 		c.BudgetsFile, c.RedisURL != "", c.FailurePolicy, c.Replicas, c.MaxWait, c.LeaseTTL, c.EstimateMargin, c.CountTokens, c.BudgetWindow,
-		c.AdminToken != "", c.AdminAddr, c.AuthFailures, c.RequireAuth, strings.Join(c.TrustedProxies, ","))
+		c.AdminToken != "", c.AdminAddr, c.AuthFailures, c.RequireAuth, strings.Join(c.TrustedProxies, ","),
+		c.Cooldown, c.CooldownAfter, c.CooldownWindow, c.MaxAttempts, c.RetryBase, c.RetryMax)
 }
 
 // secretsKey is the key material that seals issued access-key secrets:
@@ -195,6 +204,15 @@ func (c Config) validate() []error {
 	}
 	if c.LeaseTTL < 3*time.Second {
 		bad("QUOTAGATE_LEASE_TTL=%s: must be at least 3s (it is renewed every third of it)", c.LeaseTTL)
+	}
+	if c.Cooldown <= 0 || c.CooldownWindow <= 0 || c.CooldownAfter < 1 {
+		bad("QUOTAGATE_COOLDOWN=%s, QUOTAGATE_COOLDOWN_WINDOW=%s, QUOTAGATE_COOLDOWN_AFTER=%d: durations must be positive and the count at least 1", c.Cooldown, c.CooldownWindow, c.CooldownAfter)
+	}
+	if c.MaxAttempts < 1 {
+		bad("QUOTAGATE_MAX_ATTEMPTS=%d: must be at least 1", c.MaxAttempts)
+	}
+	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
+		bad("QUOTAGATE_RETRY_BASE=%s, QUOTAGATE_RETRY_MAX=%s: the base must be positive and at most the max", c.RetryBase, c.RetryMax)
 	}
 	if c.RedisTimeout <= 0 {
 		bad("QUOTAGATE_REDIS_TIMEOUT=%s: must be positive", c.RedisTimeout)

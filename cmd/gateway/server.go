@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/quotagate/quotagate/proxy"
+	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/telemetry"
 	"github.com/quotagate/quotagate/tokens"
 )
@@ -46,6 +47,7 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 	log := tel.Logger
 
 	var up upstream
+	var awsCfg aws.Config
 	if demo {
 		sim, err := startSimulator(ctx, log)
 		if err != nil {
@@ -54,9 +56,9 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 		defer sim.close()
 		up = sim.upstream
 		cfg.BearerToken = "" // the simulator is signed for with its own keys
+		awsCfg = aws.Config{Region: up.region, Credentials: up.credentials}
 	} else {
-		awsCfg, err := loadAWS(ctx)
-		if err != nil {
+		if awsCfg, err = loadAWS(ctx); err != nil {
 			return err
 		}
 		up = upstream{url: cfg.upstreamURL(awsCfg.Region), region: awsCfg.Region, credentials: awsCfg.Credentials}
@@ -73,6 +75,7 @@ func serve(ctx context.Context, cfg Config, demo bool, stdout, stderr io.Writer)
 	defer bud.close()
 	gw := newGateway(cfg, up, log)
 	gw.Metrics = metrics
+	gw.Upstreams = &upstreamSet{base: awsCfg, transport: signerTransport(gw), bearer: cfg.BearerToken}
 	bud.wire(gw, cfg)
 	ten, err := newTenants(cfg, bud, log)
 	if err != nil {
@@ -136,11 +139,24 @@ func newGateway(cfg Config, up upstream, log *slog.Logger) *proxy.Gateway {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Logger:       log,
 		Calibrator:   &tokens.Calibrator{Margin: marginOrNone(cfg.EstimateMargin)},
+		Cooldown:     quota.Cooldown{After: cfg.CooldownAfter, Window: cfg.CooldownWindow, Cool: cfg.Cooldown},
+		MaxAttempts:  cfg.MaxAttempts,
+		RetryBase:    cfg.RetryBase,
+		RetryMax:     cfg.RetryMax,
 	}
 	if cfg.CountTokens {
 		gw.CountTokens = proxy.NewCountTokens(up.url, signer)
 	}
 	return gw
+}
+
+// signerTransport is the connection pool under the gateway's signer, shared
+// by the other upstreams' signers.
+func signerTransport(gw *proxy.Gateway) http.RoundTripper {
+	if s, ok := gw.Transport.(*proxy.Signer); ok && s.Transport != nil {
+		return s.Transport
+	}
+	return http.DefaultTransport
 }
 
 // marginOrNone maps the configured margin to Calibrator's convention, where
