@@ -94,6 +94,10 @@ func bedrockError(err error) *bedrock.Error {
 		// is the gateway's: a script error, a key of the wrong type. Its
 		// detail is for the access log, not for the caller.
 		return &bedrock.Error{Type: bedrock.InternalServer, Message: "Internal error in the gateway."}
+	case errors.Is(err, errNoTarget):
+		// What the target models would have answered: this request is
+		// not one they can take (tools, images, stop sequences...).
+		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
 	case errors.Is(err, errClientBody):
 		return &bedrock.Error{Type: bedrock.Validation, Message: msg}
 	case errors.Is(err, errBudgetStore):

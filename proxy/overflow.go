@@ -114,13 +114,17 @@ func (g *Gateway) routeFor(ex *exchange) (quota.Route, *quota.Config, bool) {
 // caller. Each attempt settles its own reservation.
 func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange, cfg *quota.Config, rt quota.Route) {
 	ctx := r.Context()
-	cands, skipped, err := g.candidates(ctx, ex, cfg, rt)
+	cands, skipped, unavailable, err := g.candidates(ctx, ex, cfg, rt)
 	if err != nil {
 		g.fail(w, ex, err)
 		return
 	}
 	if len(cands) == 0 {
-		g.fail(w, ex, fmt.Errorf("%w: no target of %s can take this request: %s", errNoTarget, rt.Name, strings.Join(skipped, "; ")))
+		class := errNoTarget
+		if unavailable {
+			class = errUpstreamFailed // a target that could take it cannot be reached
+		}
+		g.fail(w, ex, fmt.Errorf("%w: no target of %s can take this request: %s", class, rt.Name, strings.Join(skipped, "; ")))
 		return
 	}
 	defer func() {
@@ -213,8 +217,9 @@ func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange,
 }
 
 // candidates prepares every target of rt that can take this request, and
-// says why the others cannot.
-func (g *Gateway) candidates(ctx context.Context, ex *exchange, cfg *quota.Config, rt quota.Route) ([]*candidate, []string, error) {
+// says why the others cannot; unavailable reports a target left out only
+// because its upstream could not be set up.
+func (g *Gateway) candidates(ctx context.Context, ex *exchange, cfg *quota.Config, rt quota.Route) (out []*candidate, skipped []string, unavailable bool, err error) {
 	native := ex.route.Operation.Native()
 	callerFamily := rt.Family()
 	callerModel := ex.route.ModelID
@@ -226,12 +231,10 @@ func (g *Gateway) candidates(ctx context.Context, ex *exchange, cfg *quota.Confi
 		// family its callers write, which also validates it.
 		req, err := tokens.ParseInvoke(callerFamily, callerModel, ex.body)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		ex.req = req
 	}
-	var out []*candidate
-	var skipped []string
 	skip := func(t quota.Target, why string) { skipped = append(skipped, t.Pool()+": "+why) }
 	for _, t := range rt.Targets {
 		if ex.tenant != nil && !ex.tenant.Allows(t.Model) {
@@ -248,7 +251,6 @@ func (g *Gateway) candidates(ctx context.Context, ex *exchange, cfg *quota.Confi
 			skip(t, "the tenant keeps to its own model family (cross_family: false)")
 			continue
 		}
-		var err error
 		switch {
 		case !native:
 			c.body, err = translate.Converse(callerModel, t.Model, ex.body)
@@ -265,7 +267,7 @@ func (g *Gateway) candidates(ctx context.Context, ex *exchange, cfg *quota.Confi
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if c.req, err = parseRequest(c.route, c.body); err != nil {
 			skip(t, "its body: "+err.Error())
@@ -274,12 +276,13 @@ func (g *Gateway) candidates(ctx context.Context, ex *exchange, cfg *quota.Confi
 		if c.url, c.rt, err = g.upstreamOf(ctx, cfg, t); err != nil {
 			g.logger().WarnContext(ctx, "route target unavailable", "route", rt.Name, "target", c.pool, "error", err)
 			skip(t, "its upstream is unavailable")
+			unavailable = true
 			continue
 		}
 		c.mb, _ = cfg.Model(c.pool)
 		out = append(out, c)
 	}
-	return out, skipped, nil
+	return out, skipped, unavailable, nil
 }
 
 // upstreamOf resolves where a target is sent.
