@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/quotagate/quotagate/bedrocksim"
 	"github.com/quotagate/quotagate/proxy"
 	"github.com/quotagate/quotagate/quota"
+	"github.com/quotagate/quotagate/tenant"
 )
 
 const (
@@ -356,6 +359,7 @@ routes:
 	if err := json.Unmarshal(out.Body, &a); err != nil {
 		t.Fatal(err)
 	}
+	h.logLine(t, "InvokeModel", haiku) // settled: the log line comes after
 	ur := h.store.(quota.UsageReader)
 	used, err := ur.Usage(ctx, quota.PoolBudget(llama, quota.Limits{}))
 	if err != nil {
@@ -396,6 +400,7 @@ routes:
 	if n := h.sim.Stats().Faults; n != proxy.DefaultMaxAttempts {
 		t.Errorf("Bedrock was called %d times, want %d (the attempt limit)", n, proxy.DefaultMaxAttempts)
 	}
+	h.logLine(t, "Converse", haiku)
 	ur := h.store.(quota.UsageReader)
 	for _, m := range []string{haiku, llama} {
 		u, _ := ur.Usage(ctx, quota.PoolBudget(m, quota.Limits{}))
@@ -428,5 +433,38 @@ routes:
 	// time; 40 draws leave both well above zero but for bad luck of 2^-39.
 	if counts[haiku] == 0 || counts[nova] == 0 {
 		t.Errorf("spread served %v, want both targets used", counts)
+	}
+}
+
+// TestOverflowTenantRules: a tenant reaches only the targets it may call,
+// and one that keeps to its family (cross_family: false) is never served
+// by another.
+func TestOverflowTenantRules(t *testing.T) {
+	h := newHarness(t, harnessOptions{budgets: `
+routes:
+  anthropic.claude-3-haiku-20240307-v1:0:
+    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0, anthropic.claude-3-sonnet-20240229-v1:0]
+`})
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("tenant-secret-0123456789abcdefghij"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := tenant.FromConfig(map[string]quota.TenantConfig{
+		"strict": {AccessKeys: []quota.AccessKeyConfig{{ID: "QGAKSTRICT0000000001", SecretFile: secret}}, NoCrossFamily: true},
+		"claude": {AccessKeys: []quota.AccessKeyConfig{{ID: "QGAKCLAUDE0000000001", SecretFile: secret}}, Models: []string{"anthropic.*"}},
+	}, "file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.gateway.Tenants = fixedTenants{dir}
+	h.sim.InjectFault(bedrocksim.Fault{Model: haiku, Kind: bedrocksim.FaultThrottle, Times: 2})
+	for _, id := range []string{"QGAKSTRICT0000000001", "QGAKCLAUDE0000000001"} {
+		out, err := sdkClient(h.front.URL, id, "tenant-secret-0123456789abcdefghij").Converse(testContext(t), converseInput(haiku))
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if got := headersOf(t, out.ResultMetadata).Get("X-Quotagate-Served-Model"); got != sonnet {
+			t.Errorf("%s: served by %s, want %s (llama is another family, or not allowed)", id, got, sonnet)
+		}
 	}
 }
