@@ -65,6 +65,7 @@ type simRecord struct {
 	end       time.Time // when it logged the request, after settling its quota
 	id        string    // x-amzn-RequestId
 	op        string
+	model     string // the model id the simulator served, as its quotas key it
 	status    int
 	input     int // input tokens as the simulator counts them
 	output    int // output tokens generated (sent, for a cancelled stream)
@@ -136,6 +137,8 @@ func (l *simLog) Handle(ctx context.Context, r slog.Record) error {
 		switch a.Key {
 		case "operation":
 			rec.op = a.Value.String()
+		case "model":
+			rec.model = a.Value.String()
 		case "request_id":
 			rec.id = a.Value.String()
 		case "status":
