@@ -79,6 +79,14 @@ or point any AWS SDK at it, e.g. the AWS CLI:
     --model-id anthropic.claude-3-haiku-20240307-v1:0 \
     --messages '[{"role":"user","content":[{"text":"Hello"}]}]'
 
+Overflow: Claude 3.5 Sonnet has 1,000 TPM here and a route to Llama. Repeat
+this a few times and watch x-quotagate-served-model turn to Llama while the
+body stays a Claude message:
+
+  curl -si %[1]s/model/anthropic.claude-3-5-sonnet-20240620-v1%%3A0/invoke \
+    -H 'content-type: application/json' \
+    -d '{"anthropic_version":"bedrock-2023-05-31","max_tokens":900,"messages":[{"role":"user","content":"Hello"}]}'
+
 Press Ctrl-C to stop.
 `, base)
 }
