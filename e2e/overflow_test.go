@@ -81,6 +81,12 @@ func startSim(t *testing.T, cfg bedrocksim.Config, wrap func(http.Handler) http.
 // prefix.
 func routed(t *testing.T, sim *simulator, n int, budgets string, extra map[string]string) ([]*gateway, *redis.Client, string) {
 	t.Helper()
+	return routedWindow(t, sim, n, budgets, extra, time.Minute)
+}
+
+// routedWindow is routed with budgets over window.
+func routedWindow(t *testing.T, sim *simulator, n int, budgets string, extra map[string]string, window time.Duration) ([]*gateway, *redis.Client, string) {
+	t.Helper()
 	redisURL, rc, prefix, embedded := sharedRedis(t)
 	path := filepath.Join(t.TempDir(), "budgets.yaml")
 	if err := os.WriteFile(path, []byte(budgets), 0o644); err != nil {
@@ -93,7 +99,7 @@ func routed(t *testing.T, sim *simulator, n int, budgets string, extra map[strin
 	maps.Copy(env, extra)
 	gws := startGateways(t, gatewayOptions{
 		replicas: n, upstream: sim.url, budgetsFile: path, redisURL: redisURL, redisPrefix: prefix,
-		window: time.Minute, maxWait: 2 * time.Second, leaseTTL: 30 * time.Second, extra: env,
+		window: window, maxWait: 2 * time.Second, leaseTTL: leaseTTL, extra: env,
 	})
 	return gws, rc, prefix
 }
