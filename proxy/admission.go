@@ -320,10 +320,15 @@ func (g *Gateway) settle(ctx context.Context, ex *exchange) {
 	ex.charged = actual
 	linger := ex.requestWritten() && !ex.completed && !ex.upstreamEnded && ex.upstreamStatus < 300
 	sent := ex.sentAfter()
+	// A request Bedrock throttled did not run: it holds neither tokens nor
+	// a request of the window, as Bedrock does not count it either, so a
+	// fallback or a retry is not refused for it.
+	throttled := ex.upstreamStatus == http.StatusTooManyRequests
 	for i, l := range ex.leases {
 		if linger {
 			l.Linger = abandonLinger
 		}
+		l.Void = throttled
 		if sent > ex.admittedAfter[i] {
 			// When the request left, on the store's clock: the moment the
 			// admission's answer arrived stands for l.At, which it

@@ -86,6 +86,10 @@ type Gateway struct {
 	// Upstreams resolves the other upstreams (regions, endpoints, accounts)
 	// that route targets name; nil serves only targets on Upstream.
 	Upstreams UpstreamResolver
+	// Targets keeps route targets' state and cooldowns, shared by the
+	// replicas; nil uses Quota (when it can). A quota.TargetCache in front
+	// saves a round trip per routed request.
+	Targets quota.Targets
 	// Cooldown says when a route target that Bedrock keeps refusing is set
 	// aside by every replica; zero means quota.DefaultCooldown.
 	Cooldown quota.Cooldown

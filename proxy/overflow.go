@@ -630,10 +630,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// targetStore keeps route targets' state and cooldowns: the budget store,
-// shared by replicas. Without one (no budgets at all) targets are tried in
-// order and nothing is cooled down.
+// targetStore keeps route targets' state and cooldowns: Targets, else the
+// budget store, shared by replicas. Without either (no budgets at all)
+// targets are tried in order and nothing is cooled down.
 func (g *Gateway) targetStore() quota.Targets {
+	if g.Targets != nil {
+		return g.Targets
+	}
 	t, _ := g.Quota.(quota.Targets)
 	return t
 }

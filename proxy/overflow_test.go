@@ -468,3 +468,30 @@ routes:
 		}
 	}
 }
+
+// TestOverflowThrottledAttemptIsNotCounted: a request Bedrock throttled
+// holds neither tokens nor a request in its target's window, as Bedrock
+// does not count it either; the target that served is charged.
+func TestOverflowThrottledAttemptIsNotCounted(t *testing.T) {
+	h := newHarness(t, harnessOptions{budgets: `
+models:
+  anthropic.claude-3-haiku-20240307-v1:0: {tpm: 100000, rpm: 10}
+  meta.llama3-8b-instruct-v1:0: {tpm: 100000, rpm: 10}
+routes:
+  anthropic.claude-3-haiku-20240307-v1:0:
+    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
+`})
+	h.sim.InjectFault(bedrocksim.Fault{Model: haiku, Kind: bedrocksim.FaultThrottle})
+	ctx := testContext(t)
+	if _, err := h.client.Converse(ctx, converseInput(haiku)); err != nil {
+		t.Fatal(err)
+	}
+	h.logLine(t, "Converse", haiku)
+	ur := h.store.(quota.UsageReader)
+	if u, _ := ur.Usage(ctx, quota.PoolBudget(haiku, quota.Limits{})); u != (quota.Usage{}) {
+		t.Errorf("haiku, throttled: %+v, want nothing counted", u)
+	}
+	if u, _ := ur.Usage(ctx, quota.PoolBudget(llama, quota.Limits{})); u.WindowRequests != 1 || u.WindowTokens == 0 {
+		t.Errorf("llama, which served: %+v, want 1 request and its tokens", u)
+	}
+}

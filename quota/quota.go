@@ -196,7 +196,8 @@ type Lease struct {
 	// Void, when set, makes Settle undo the admission entirely: the tokens
 	// and the request are both refunded. It is for a request that was
 	// admitted in one tag and then refused in another, so never left the
-	// gateway.
+	// gateway, and for one Bedrock throttled, which Bedrock does not count
+	// against its requests per minute either.
 	Void bool
 	// Store names the store that admitted the lease ("redis", "memory",
 	// "local"), so that a settle after a fail-open switch goes back to the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -212,4 +213,88 @@ func (f *Failover) current() Store {
 		return f.Local
 	}
 	return f.Shared
+}
+
+// TargetCache keeps target states for a short time, so that a busy route
+// reads the store once per TTL rather than once per request. Admission
+// stays exact (it is not cached); what may be up to TTL old is the order in
+// which targets are tried. A failure recorded through the cache updates it
+// at once, so this replica never sends to a target it has just cooled down.
+type TargetCache struct {
+	// Targets is the store behind the cache.
+	Targets Targets
+	// TTL is how long a read is reused; zero means 100ms.
+	TTL time.Duration
+
+	mu      sync.Mutex
+	entries map[string]cachedTarget // by the pool budget's tag
+}
+
+type cachedTarget struct {
+	read  time.Time
+	usage Usage
+	until time.Time // end of the cooldown, zero for none
+}
+
+var _ Targets = (*TargetCache)(nil)
+
+// maxCachedTargets bounds the cache; beyond it, it is emptied and refilled.
+const maxCachedTargets = 4096
+
+// TargetStates implements Targets from the cache when every pool's entry is
+// fresh, else with one read of all of them.
+func (c *TargetCache) TargetStates(ctx context.Context, pools []Budget) ([]TargetState, error) {
+	ttl := c.TTL
+	if ttl <= 0 {
+		ttl = 100 * time.Millisecond
+	}
+	now := time.Now()
+	out := make([]TargetState, len(pools))
+	c.mu.Lock()
+	fresh := true
+	for i, b := range pools {
+		e, ok := c.entries[b.Tag]
+		if !ok || now.Sub(e.read) > ttl {
+			fresh = false
+			break
+		}
+		out[i] = TargetState{Usage: e.usage, Cooling: max(e.until.Sub(now), 0)}
+	}
+	c.mu.Unlock()
+	if fresh {
+		return out, nil
+	}
+	states, err := c.Targets.TargetStates(ctx, pools)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) > maxCachedTargets {
+		c.entries = map[string]cachedTarget{}
+	}
+	for i, b := range pools {
+		e := cachedTarget{read: now, usage: states[i].Usage}
+		if states[i].Cooling > 0 {
+			e.until = now.Add(states[i].Cooling)
+		}
+		c.entries[b.Tag] = e
+	}
+	return states, nil
+}
+
+// Failed implements Targets: it records the failure in the store and the
+// cooldown it returns in the cache.
+func (c *TargetCache) Failed(ctx context.Context, pool Budget, retryAfter time.Duration, cd Cooldown) (time.Duration, error) {
+	d, err := c.Targets.Failed(ctx, pool, retryAfter, cd)
+	if err != nil || d <= 0 {
+		return d, err
+	}
+	c.mu.Lock()
+	if e, ok := c.entries[pool.Tag]; ok {
+		e.until = time.Now().Add(d)
+		c.entries[pool.Tag] = e
+	}
+	c.mu.Unlock()
+	return d, nil
 }

@@ -93,3 +93,32 @@ func TestTargetsRedis(t *testing.T) {
 		return s1, NewRedisStore(c, Options{KeyPrefix: prefix}), s1
 	})
 }
+
+// TestTargetCache: reads within the TTL come from the cache, a failure
+// recorded through it shows at once, and a stale entry is read again.
+func TestTargetCache(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemoryStore(Options{})
+	c := &TargetCache{Targets: store, TTL: time.Hour}
+	a := PoolBudget("anthropic.x", Limits{TPM: 1000})
+	if _, err := c.TargetStates(ctx, []Budget{a}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := store.Admit(ctx, Request{Budgets: []Budget{a}, Tokens: 100}); err != nil || !d.Allowed {
+		t.Fatal(d, err)
+	}
+	st, _ := c.TargetStates(ctx, []Budget{a})
+	if st[0].Usage.WindowTokens != 0 {
+		t.Errorf("within the TTL: %d tokens, want the cached 0", st[0].Usage.WindowTokens)
+	}
+	if d, _ := c.Failed(ctx, a, 3*time.Second, Cooldown{}); d <= 0 {
+		t.Fatalf("a retry-after did not cool: %v", d)
+	}
+	if st, _ = c.TargetStates(ctx, []Budget{a}); st[0].Cooling <= 2*time.Second {
+		t.Errorf("the cooldown recorded through the cache shows as %v", st[0].Cooling)
+	}
+	c.TTL = time.Nanosecond
+	if st, _ = c.TargetStates(ctx, []Budget{a}); st[0].Usage.WindowTokens != 100 {
+		t.Errorf("after the TTL: %d tokens, want the store's 100", st[0].Usage.WindowTokens)
+	}
+}

@@ -124,6 +124,11 @@ func (b *budgets) wire(gw *proxy.Gateway, cfg Config) {
 		return
 	}
 	gw.Quota = b.store
+	if t, ok := b.store.(quota.Targets); ok {
+		// Route targets' state is read once per 100ms per replica, not per
+		// request: it orders targets, while admission stays exact.
+		gw.Targets = &quota.TargetCache{Targets: t, TTL: 100 * time.Millisecond}
+	}
 	gw.Budgets = b.config
 	gw.MaxWait = cfg.MaxWait
 	gw.LeaseTTL = cfg.LeaseTTL
