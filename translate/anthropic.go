@@ -228,8 +228,12 @@ type anthropicDelta struct {
 	StopSequence *string `json:"stop_sequence,omitempty"`
 }
 
-// anthropicOutput is message_delta's usage: the output so far.
+// anthropicOutput is message_delta's usage: the output so far, and the
+// input, which Anthropic's API now repeats there (cumulative counts). It
+// matters when the served model tells its input only at the end (Nova,
+// Mistral): message_start had to go out with 0.
 type anthropicOutput struct {
+	InputTokens  int `json:"input_tokens,omitempty"`
 	OutputTokens int `json:"output_tokens"`
 }
 
@@ -296,7 +300,7 @@ func (w *anthropicWriter) close(st *streamState) []any {
 		anthropicEvent{Type: "content_block_stop", Index: ptr(0)},
 		anthropicMessageDelta{Type: "message_delta",
 			Delta: anthropicStop{StopReason: anthropicStops.write(st.stop), StopSequence: optional(st.stopSeq)},
-			Usage: anthropicOutput{OutputTokens: st.output}},
+			Usage: anthropicOutput{InputTokens: st.input, OutputTokens: st.output}},
 		anthropicEvent{Type: "message_stop"},
 	}
 }
