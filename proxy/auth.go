@@ -14,9 +14,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/quotagate/quotagate/bedrock"
+	"github.com/quotagate/quotagate/quota"
 	"github.com/quotagate/quotagate/sigv4"
 	"github.com/quotagate/quotagate/telemetry"
 	"github.com/quotagate/quotagate/tenant"
+	"github.com/quotagate/quotagate/tokens"
 )
 
 // signingService is the SigV4 service name callers sign Bedrock Runtime
@@ -152,7 +154,7 @@ func (g *Gateway) allow(ctx context.Context, r *http.Request, st authState, t *t
 	trace.SpanFromContext(ctx).SetAttributes(telemetry.Tenant.String(t.ID))
 	st.tenant = t
 	route, ok := bedrock.ParsePath(r.URL.EscapedPath())
-	if !ok || !t.Allows(route.ModelID) {
+	if !ok || !(t.Allows(route.ModelID) || g.aliasAllowed(t, route.ModelID)) {
 		// Bedrock's own wording for a model the caller has no access to,
 		// then which tenant and model, so the platform team can tell.
 		// The tenant stays on the state: who was refused is what the
@@ -161,6 +163,26 @@ func (g *Gateway) allow(ctx context.Context, r *http.Request, st authState, t *t
 			"You don't have access to the model with the specified model ID. Quotagate tenant %q is not allowed to call model %q.", t.ID, route.ModelID)}
 	}
 	return st, nil
+}
+
+// aliasAllowed reports whether name is a route alias (a name that is no
+// model's) with a target the tenant may call. A tenant's models list
+// models, not the aliases platform teams add in front of them; a route
+// keyed by a model id is governed by that id like any other request.
+func (g *Gateway) aliasAllowed(t *tenant.Tenant, name string) bool {
+	if g.Budgets == nil || tokens.FamilyOf(name) != tokens.Unknown {
+		return false
+	}
+	rt, ok := g.Budgets().Route(quota.PoolID(name))
+	if !ok {
+		return false
+	}
+	for _, target := range rt.Targets {
+		if t.Allows(target.Model) {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse answers refused credentials: counted as a failure of the source,

@@ -167,6 +167,9 @@ type exchange struct {
 	wire           *wireState        // the current attempt's; nil before one is sent
 	invoke         *translate.Invoke // set when the native body was translated for the served model
 	requested      bedrock.Route     // what the caller asked for; route is what is being served
+	callerBody     []byte            // the body as the caller sent it (body is the served target's)
+	callerFamily   tokens.Family     // the family of callerBody, for a routed native request
+	callerModel    string            // the model callerBody is written for (an alias's first target)
 	servedPool     string            // the routed target serving the request (pool id), "" when not routed
 	attempts       int               // upstream calls made for a routed request
 	upstreamStatus int

@@ -55,6 +55,10 @@ type candidate struct {
 	rt     http.RoundTripper
 	mb     quota.ModelBudget
 
+	prepared    bool   // body, request and upstream are set
+	skip        string // why this target cannot take the request; "" when it can
+	unavailable bool   // skipped because its upstream could not be set up
+
 	plan     *budgetPlan // nil until first admitted against
 	planErr  error       // the request cannot fit this target's caps
 	never    bool        // its budget can never hold the request
@@ -86,7 +90,7 @@ var errNoTarget = errors.New("no route target can serve the request")
 // serve admits and forwards the request: to its own model, or through its
 // route's targets.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, ex *exchange) {
-	ex.requested = ex.route
+	ex.requested, ex.callerBody = ex.route, ex.body
 	if rt, cfg, ok := g.routeFor(ex); ok {
 		g.overflow(w, r, ex, cfg, rt)
 		return
@@ -114,17 +118,9 @@ func (g *Gateway) routeFor(ex *exchange) (quota.Route, *quota.Config, bool) {
 // caller. Each attempt settles its own reservation.
 func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange, cfg *quota.Config, rt quota.Route) {
 	ctx := r.Context()
-	cands, skipped, unavailable, err := g.candidates(ctx, ex, cfg, rt)
+	cands, err := g.candidates(ex, cfg, rt)
 	if err != nil {
 		g.fail(w, ex, err)
-		return
-	}
-	if len(cands) == 0 {
-		class := errNoTarget
-		if unavailable {
-			class = errUpstreamFailed // a target that could take it cannot be reached
-		}
-		g.fail(w, ex, fmt.Errorf("%w: no target of %s can take this request: %s", class, rt.Name, strings.Join(skipped, "; ")))
 		return
 	}
 	defer func() {
@@ -164,7 +160,7 @@ func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange,
 			}
 		}
 		g.order(ctx, ex, rt, cands)
-		c, d, wait, err := g.admitFirst(ctx, ex, cands, &from, &why)
+		c, d, wait, err := g.admitFirst(ctx, ex, cfg, cands, &from, &why)
 		if err != nil {
 			if ctx.Err() != nil {
 				ex.status, ex.err = statusClientClosed, ctx.Err()
@@ -178,7 +174,10 @@ func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange,
 				denial = d
 			}
 			if wait < 0 {
-				g.fail(w, ex, g.overCap(cands, rt))
+				if last != nil {
+					break
+				}
+				g.fail(w, ex, g.nothingFits(cands, rt))
 				return
 			}
 			if now := time.Now(); now.Add(wait).After(deadline) {
@@ -216,73 +215,76 @@ func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange,
 	g.answerFailure(w, ex, last, rt)
 }
 
-// candidates prepares every target of rt that can take this request, and
-// says why the others cannot; unavailable reports a target left out only
-// because its upstream could not be set up.
-func (g *Gateway) candidates(ctx context.Context, ex *exchange, cfg *quota.Config, rt quota.Route) (out []*candidate, skipped []string, unavailable bool, err error) {
-	native := ex.route.Operation.Native()
-	callerFamily := rt.Family()
-	callerModel := ex.route.ModelID
-	if tokens.FamilyOf(callerModel) == tokens.Unknown && len(rt.Targets) > 0 {
-		callerModel = rt.Targets[0].Model // an alias: its callers write the first target's bodies
+// candidates lists rt's targets for this request. What is cheap to judge
+// (the tenant's rules) is judged here; a target's body is translated only
+// when the target is reached (prepare), as most requests are served by the
+// first.
+func (g *Gateway) candidates(ex *exchange, cfg *quota.Config, rt quota.Route) ([]*candidate, error) {
+	ex.callerFamily, ex.callerModel = rt.Family(), ex.route.ModelID
+	if tokens.FamilyOf(ex.callerModel) == tokens.Unknown && len(rt.Targets) > 0 {
+		ex.callerModel = rt.Targets[0].Model // an alias: its callers write the first target's bodies
 	}
-	if native && tokens.FamilyOf(ex.route.ModelID) != callerFamily {
+	if ex.route.Operation.Native() && tokens.FamilyOf(ex.route.ModelID) != ex.callerFamily {
 		// The body was read as the alias's family (none); read it as the
 		// family its callers write, which also validates it.
-		req, err := tokens.ParseInvoke(callerFamily, callerModel, ex.body)
+		req, err := tokens.ParseInvoke(ex.callerFamily, ex.callerModel, ex.body)
 		if err != nil {
-			return nil, nil, false, err
+			return nil, err
 		}
 		ex.req = req
 	}
-	skip := func(t quota.Target, why string) { skipped = append(skipped, t.Pool()+": "+why) }
+	out := make([]*candidate, 0, len(rt.Targets))
 	for _, t := range rt.Targets {
-		if ex.tenant != nil && !ex.tenant.Allows(t.Model) {
-			skip(t, "the tenant may not call it")
-			continue
-		}
 		c := &candidate{
 			target: t, pool: t.Pool(),
 			route: bedrock.Route{Operation: ex.route.Operation, ModelID: t.Model, RawModelID: bedrock.EscapeModelID(t.Model)},
 		}
-		targetFamily := tokens.FamilyOf(t.Model)
-		cross := targetFamily != tokens.FamilyOf(callerModel)
-		if cross && ex.tenant != nil && ex.tenant.NoCrossFamily {
-			skip(t, "the tenant keeps to its own model family (cross_family: false)")
-			continue
-		}
-		switch {
-		case !native:
-			c.body, err = translate.Converse(callerModel, t.Model, ex.body)
-		case targetFamily == callerFamily:
-			c.body = ex.body
-		default:
-			c.invoke, err = translate.NewInvoke(callerFamily, callerModel, targetFamily, t.Model, ex.body)
-			if err == nil {
-				c.body = c.invoke.Body()
-			}
-		}
-		if errors.Is(err, translate.ErrUntranslatable) {
-			skip(t, err.Error())
-			continue
-		}
-		if err != nil {
-			return nil, nil, false, err
-		}
-		if c.req, err = parseRequest(c.route, c.body); err != nil {
-			skip(t, "its body: "+err.Error())
-			continue
-		}
-		if c.url, c.rt, err = g.upstreamOf(ctx, cfg, t); err != nil {
-			g.logger().WarnContext(ctx, "route target unavailable", "route", rt.Name, "target", c.pool, "error", err)
-			skip(t, "its upstream is unavailable")
-			unavailable = true
-			continue
-		}
 		c.mb, _ = cfg.Model(c.pool)
+		switch {
+		case ex.tenant != nil && !ex.tenant.Allows(t.Model):
+			c.skip = "the tenant may not call it"
+		case ex.tenant != nil && ex.tenant.NoCrossFamily && tokens.FamilyOf(t.Model) != tokens.FamilyOf(ex.callerModel):
+			c.skip = "the tenant keeps to its own model family (cross_family: false)"
+		}
 		out = append(out, c)
 	}
-	return out, skipped, unavailable, nil
+	return out, nil
+}
+
+// prepare makes a candidate ready to be sent: its body in its family, what
+// admission reads from it, and its upstream. A target that cannot take the
+// request gets a skip reason; an error is the caller's body's fault.
+func (g *Gateway) prepare(ctx context.Context, ex *exchange, cfg *quota.Config, c *candidate) error {
+	c.prepared = true
+	targetFamily := tokens.FamilyOf(c.target.Model)
+	var err error
+	switch {
+	case !ex.route.Operation.Native():
+		c.body, err = translate.Converse(ex.callerModel, c.target.Model, ex.callerBody)
+	case targetFamily == ex.callerFamily:
+		c.body = ex.callerBody
+	default:
+		c.invoke, err = translate.NewInvoke(ex.callerFamily, ex.callerModel, targetFamily, c.target.Model, ex.callerBody)
+		if err == nil {
+			c.body = c.invoke.Body()
+		}
+	}
+	if errors.Is(err, translate.ErrUntranslatable) {
+		c.skip = err.Error()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.req, err = parseRequest(c.route, c.body); err != nil {
+		c.skip = "its body: " + err.Error()
+		return nil
+	}
+	if c.url, c.rt, err = g.upstreamOf(ctx, cfg, c.target); err != nil {
+		g.logger().WarnContext(ctx, "route target unavailable", "target", c.pool, "error", err)
+		c.skip, c.unavailable = "its upstream is unavailable", true
+	}
+	return nil
 }
 
 // upstreamOf resolves where a target is sent.
@@ -368,7 +370,7 @@ func headroom(l quota.Limits, u quota.Usage) float64 {
 // budgets have room, without waiting on any. When none has, it returns the
 // shortest wait after which one may (negative: none ever will) and the last
 // denial.
-func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, cands []*candidate, from, why *string) (*candidate, quota.Decision, time.Duration, error) {
+func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, cfg *quota.Config, cands []*candidate, from, why *string) (*candidate, quota.Decision, time.Duration, error) {
 	wait := time.Duration(-1)
 	var denial quota.Decision
 	shorter := func(d time.Duration) {
@@ -377,8 +379,16 @@ func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, cands []*candida
 		}
 	}
 	for _, c := range cands {
+		if !c.prepared && c.skip == "" {
+			if err := g.prepare(ctx, ex, cfg, c); err != nil {
+				return nil, denial, 0, err
+			}
+			if c.skip != "" {
+				*from, *why = c.pool, "untranslatable"
+			}
+		}
 		switch {
-		case c.planErr != nil, c.never:
+		case c.skip != "", c.planErr != nil, c.never:
 			continue
 		case c.cooling > 0:
 			shorter(c.cooling)
@@ -580,14 +590,33 @@ func (g *Gateway) answerFailure(w http.ResponseWriter, ex *exchange, f *failure,
 	}
 }
 
-// overCap is the answer when the request fits no target's caps or budget.
-func (g *Gateway) overCap(cands []*candidate, rt quota.Route) error {
+// nothingFits is the answer when no target can ever take the request:
+// each cannot take what it asks for, or its caps or budget are too small.
+func (g *Gateway) nothingFits(cands []*candidate, rt quota.Route) error {
+	var reasons []string
+	unavailable, capped := false, error(nil)
 	for _, c := range cands {
-		if c.planErr != nil {
-			return c.planErr
+		switch {
+		case c.skip != "":
+			reasons = append(reasons, c.pool+": "+c.skip)
+			unavailable = unavailable || c.unavailable
+		case c.planErr != nil:
+			capped = c.planErr
+		default:
+			reasons = append(reasons, c.pool+": its whole budget is smaller than the request's reservation")
 		}
 	}
-	return fmt.Errorf("%w: the request reserves more than the whole budget of every target of %s allows; lower max tokens or the input", errOverCap, rt.Name)
+	switch {
+	case capped != nil && len(reasons) == 0:
+		return capped
+	case unavailable:
+		// A target that could take it cannot be reached.
+		return fmt.Errorf("%w: no target of %s can take this request: %s", errUpstreamFailed, rt.Name, strings.Join(reasons, "; "))
+	}
+	if capped != nil {
+		reasons = append(reasons, capped.Error())
+	}
+	return fmt.Errorf("%w: no target of %s can take this request: %s", errNoTarget, rt.Name, strings.Join(reasons, "; "))
 }
 
 // routeThrottle is the 429 when every target is out of room or cooling
@@ -601,7 +630,7 @@ func (g *Gateway) routeThrottle(rt quota.Route, d quota.Decision, cands []*candi
 
 func allTried(cands []*candidate) bool {
 	for _, c := range cands {
-		if c.tried == 0 && c.planErr == nil && !c.never {
+		if c.tried == 0 && c.skip == "" && c.planErr == nil && !c.never {
 			return false
 		}
 	}

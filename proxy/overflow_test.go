@@ -495,3 +495,50 @@ routes:
 		t.Errorf("llama, which served: %+v, want 1 request and its tokens", u)
 	}
 }
+
+// TestOverflowAliasForRestrictedTenant: a tenant limited to Claude models
+// may call an alias whose targets include one, and is served only by it.
+func TestOverflowAliasForRestrictedTenant(t *testing.T) {
+	h := newHarness(t, harnessOptions{budgets: `
+routes:
+  claude:
+    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
+  llama-only:
+    targets: [meta.llama3-8b-instruct-v1:0]
+`})
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("tenant-secret-0123456789abcdefghij"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := tenant.FromConfig(map[string]quota.TenantConfig{
+		"claude": {AccessKeys: []quota.AccessKeyConfig{{ID: "QGAKCLAUDE0000000001", SecretFile: secret}}, Models: []string{"anthropic.*"}},
+	}, "file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.gateway.Tenants = fixedTenants{dir}
+	h.gateway.RetryBase, h.gateway.RetryMax = time.Millisecond, 5*time.Millisecond
+	h.gateway.Cooldown = quota.Cooldown{After: 100, Window: time.Minute, Cool: time.Minute}
+	h.sim.InjectFault(bedrocksim.Fault{Model: haiku, Kind: bedrocksim.FaultThrottle, Times: proxy.DefaultMaxAttempts})
+	c := sdkClient(h.front.URL, "QGAKCLAUDE0000000001", "tenant-secret-0123456789abcdefghij")
+	// Haiku is throttled at every attempt and Llama is not the tenant's:
+	// Bedrock's throttle is the answer, never a model the tenant may not
+	// use.
+	_, err = c.Converse(testContext(t), converseInput("claude"))
+	var te *types.ThrottlingException
+	if !errors.As(err, &te) {
+		t.Fatalf("alias, haiku throttled: %v, want Bedrock's ThrottlingException", err)
+	}
+	out, err := c.Converse(testContext(t), converseInput("claude"))
+	if err != nil {
+		t.Fatalf("alias: %v", err)
+	}
+	if got := headersOf(t, out.ResultMetadata).Get("X-Quotagate-Served-Model"); got != haiku {
+		t.Errorf("served by %s, want %s", got, haiku)
+	}
+	_, err = c.Converse(testContext(t), converseInput("llama-only"))
+	var ad *types.AccessDeniedException
+	if !errors.As(err, &ad) {
+		t.Errorf("an alias with none of the tenant's models: %v, want AccessDeniedException", err)
+	}
+}
