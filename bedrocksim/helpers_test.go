@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 
 	"github.com/quotagate/quotagate/bedrocksim"
+	"github.com/quotagate/quotagate/internal/jsondoc"
 )
 
 // start serves a simulator for the test.
@@ -85,31 +86,11 @@ func do(t *testing.T, req *http.Request) (int, string, []byte) {
 	return resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), b
 }
 
-// get walks a decoded JSON document by object keys and array indexes.
-func get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			a, ok := v.([]any)
-			if !ok || k >= len(a) {
-				return nil
-			}
-			v = a[k]
-		}
-	}
-	return v
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
+// get and str read decoded JSON (see internal/jsondoc).
+var (
+	get = jsondoc.At
+	str = jsondoc.Str
+)
 
 func num(v any) int {
 	f, _ := v.(float64)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/quotagate/quotagate/bedrock"
 	"github.com/quotagate/quotagate/bedrocksim"
+	"github.com/quotagate/quotagate/internal/jsondoc"
 	"github.com/quotagate/quotagate/tokens"
 )
 
@@ -245,28 +246,8 @@ func chunkText(t *testing.T, f tokens.Family, chunk []byte) string {
 	return ""
 }
 
-// jsonAt walks a decoded document by keys and indexes.
-func jsonAt(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			a, ok := v.([]any)
-			if !ok || k >= len(a) {
-				return nil
-			}
-			v = a[k]
-		}
-	}
-	return v
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
+// jsonAt and str read decoded JSON (see internal/jsondoc).
+var (
+	jsonAt = jsondoc.At
+	str    = jsondoc.Str
+)
