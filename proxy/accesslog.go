@@ -37,7 +37,7 @@ func (g *Gateway) finish(ctx context.Context, ex *exchange) {
 		slog.Float64("latency_ms", ms(time.Since(ex.start))),
 	)
 	attrs = append(attrs, telemetry.TraceAttrs(ctx)...)
-	if ex.servedPool != "" {
+	if ex.attempts > 0 {
 		attrs = append(attrs, slog.String("served", ex.servedPool), slog.Int("attempts", ex.attempts))
 	}
 	if ex.upstreamDur > 0 {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -259,7 +260,10 @@ func (g *Gateway) plan(ctx context.Context, ex *exchange, mb quota.ModelBudget, 
 // Bedrock's CountTokens when enabled and it answers, else the calibrated
 // estimate.
 func (g *Gateway) estimateInput(ctx context.Context, ex *exchange, raw int) int {
-	if g.CountTokens != nil {
+	ex.exactInput = false
+	// CountTokens asks the gateway's own upstream: a target elsewhere
+	// (id@upstream) is estimated instead.
+	if g.CountTokens != nil && !strings.Contains(ex.servedPool, "@") {
 		if n, err := g.CountTokens(ctx, ex.route, ex.body); err == nil && n > 0 {
 			ex.exactInput = true
 			return n

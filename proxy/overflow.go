@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,8 @@ type candidate struct {
 	never    bool        // its budget can never hold the request
 	cooling  time.Duration
 	headroom float64
+	draw     float64 // spread's sampling key this round
+	index    int     // position in the route's targets
 	tried    int
 }
 
@@ -73,15 +76,20 @@ type attemptResult struct {
 	reason     string
 	retryAfter time.Duration
 	failure    *failure
+	// targetFault: the target failed (throttled, not ready, down), as
+	// opposed to refusing this one request; only the former counts
+	// towards its cooldown.
+	targetFault bool
 }
 
 // failure is an upstream answer not relayed, kept in case no other
 // attempt does better.
 type failure struct {
-	err    error // a call that got no answer
-	status int
-	header http.Header
-	body   []byte // the error body, or the stream's first frame
+	err     error // a call that got no answer
+	status  int
+	header  http.Header
+	body    []byte // the error body, or the stream's first frame
+	errType string // the Bedrock exception it carries
 }
 
 // errNoTarget: no target of a route can take the request.
@@ -118,7 +126,7 @@ func (g *Gateway) routeFor(ex *exchange) (quota.Route, *quota.Config, bool) {
 // caller. Each attempt settles its own reservation.
 func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange, cfg *quota.Config, rt quota.Route) {
 	ctx := r.Context()
-	cands, err := g.candidates(ex, cfg, rt)
+	cands, err := g.candidates(ex, cfg, rt, guarded(r, ex))
 	if err != nil {
 		g.fail(w, ex, err)
 		return
@@ -138,35 +146,21 @@ func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange,
 	if hasDeadline && callerDeadline.Before(deadline) {
 		deadline = callerDeadline
 	}
+	rs := &routeState{rt: rt, cfg: cfg, cands: cands, callerDeadline: callerDeadline, hasDeadline: hasDeadline}
 	var (
 		last      *failure
-		from, why string // the target just left, and why: for the fallback metric
 		denial    quota.Decision
 		waitStart = time.Now()
-		retries   int
 	)
 	for ex.attempts < g.maxAttempts() {
-		if ex.attempts > 0 && allTried(cands) {
-			// Every target has failed once: back off (full jitter) before
-			// the next round, within the request's deadline.
-			retries++
-			sleep := fullJitter(g.retryBase(), g.retryMax(), retries)
-			if hasDeadline && time.Now().Add(sleep).After(callerDeadline) {
-				break
-			}
-			if !sleepCtx(ctx, sleep) {
-				ex.status, ex.err = statusClientClosed, ctx.Err()
-				return
-			}
-		}
 		g.order(ctx, ex, rt, cands)
-		c, d, wait, err := g.admitFirst(ctx, ex, cfg, cands, &from, &why)
+		c, d, wait, err := g.admitFirst(ctx, ex, rs)
 		if err != nil {
 			if ctx.Err() != nil {
 				ex.status, ex.err = statusClientClosed, ctx.Err()
 				return
 			}
-			g.fail(w, ex, fmt.Errorf("%w: %w", errBudgetStore, err))
+			g.fail(w, ex, err)
 			return
 		}
 		if c == nil {
@@ -194,23 +188,34 @@ func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange,
 			}
 			continue
 		}
+		// The request goes to c: its place in the other targets' wait
+		// queues would only hold back their other callers from now on.
+		for _, o := range cands {
+			if o != c && o.plan != nil {
+				g.cancelTickets(ctx, o.plan.steps)
+			}
+		}
 		ex.waited = time.Since(waitStart)
+		g.Metrics.waited(ctx, ex.waited, true)
 		ex.attempts++
 		c.tried++
-		if from != "" && from != c.pool {
-			g.Metrics.fallback(ctx, rt.Name, from, c.pool, why)
+		if rs.from != "" && rs.from != c.pool {
+			g.Metrics.fallback(ctx, rt.Name, rs.from, c.pool, rs.why)
 		}
-		from, why = "", ""
+		rs.from, rs.why = "", ""
 		g.startRenewal(ex)
 		res := g.attempt(w, r, ex, c, d)
 		if res.done {
 			return
 		}
 		last = res.failure
-		from, why = c.pool, res.reason
+		rs.from, rs.why = c.pool, res.reason
 		g.settle(ctx, ex)
-		g.noteFailure(ctx, c, res)
+		if res.targetFault {
+			g.noteFailure(ctx, c, res)
+		}
 		ex.resetAttempt()
+		waitStart = time.Now()
 	}
 	g.answerFailure(w, ex, last, rt)
 }
@@ -219,7 +224,11 @@ func (g *Gateway) overflow(w http.ResponseWriter, r *http.Request, ex *exchange,
 // (the tenant's rules) is judged here; a target's body is translated only
 // when the target is reached (prepare), as most requests are served by the
 // first.
-func (g *Gateway) candidates(ex *exchange, cfg *quota.Config, rt quota.Route) ([]*candidate, error) {
+//
+// A request with a guardrail goes only to targets on the gateway's own
+// upstream: a guardrail exists in one account and region, and a target
+// elsewhere would either refuse the request or, worse, serve it unguarded.
+func (g *Gateway) candidates(ex *exchange, cfg *quota.Config, rt quota.Route, guarded bool) ([]*candidate, error) {
 	ex.callerFamily, ex.callerModel = rt.Family(), ex.route.ModelID
 	if tokens.FamilyOf(ex.callerModel) == tokens.Unknown && len(rt.Targets) > 0 {
 		ex.callerModel = rt.Targets[0].Model // an alias: its callers write the first target's bodies
@@ -234,9 +243,9 @@ func (g *Gateway) candidates(ex *exchange, cfg *quota.Config, rt quota.Route) ([
 		ex.req = req
 	}
 	out := make([]*candidate, 0, len(rt.Targets))
-	for _, t := range rt.Targets {
+	for i, t := range rt.Targets {
 		c := &candidate{
-			target: t, pool: t.Pool(),
+			target: t, pool: t.Pool(), index: i,
 			route: bedrock.Route{Operation: ex.route.Operation, ModelID: t.Model, RawModelID: bedrock.EscapeModelID(t.Model)},
 		}
 		c.mb, _ = cfg.Model(c.pool)
@@ -245,6 +254,8 @@ func (g *Gateway) candidates(ex *exchange, cfg *quota.Config, rt quota.Route) ([
 			c.skip = "the tenant may not call it"
 		case ex.tenant != nil && ex.tenant.NoCrossFamily && tokens.FamilyOf(t.Model) != tokens.FamilyOf(ex.callerModel):
 			c.skip = "the tenant keeps to its own model family (cross_family: false)"
+		case guarded && t.Upstream != "":
+			c.skip = "the request's guardrail exists only on the gateway's own upstream"
 		}
 		out = append(out, c)
 	}
@@ -287,6 +298,23 @@ func (g *Gateway) prepare(ctx context.Context, ex *exchange, cfg *quota.Config, 
 	return nil
 }
 
+// guarded reports whether the request applies a Bedrock guardrail: the
+// InvokeModel header, or Converse's guardrailConfig.
+func guarded(r *http.Request, ex *exchange) bool {
+	if r.Header.Get("X-Amzn-Bedrock-Guardrailidentifier") != "" {
+		return true
+	}
+	if ex.route.Operation.Native() || !bytes.Contains(ex.body, []byte(`"guardrailConfig"`)) {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(ex.body, &top); err != nil {
+		return true // cannot tell: keep it where its guardrail may be
+	}
+	_, ok := top["guardrailConfig"]
+	return ok
+}
+
 // upstreamOf resolves where a target is sent.
 func (g *Gateway) upstreamOf(ctx context.Context, cfg *quota.Config, t quota.Target) (*url.URL, http.RoundTripper, error) {
 	if t.Upstream == "" {
@@ -319,27 +347,23 @@ func (g *Gateway) order(ctx context.Context, ex *exchange, rt quota.Route, cands
 		}
 		states = make([]quota.TargetState, len(cands))
 	}
-	rank := make(map[*candidate]int, len(cands))
 	for i, c := range cands {
 		c.cooling = states[i].Cooling
 		c.headroom = headroom(c.mb.Limits, states[i].Usage)
-		rank[c] = i
 	}
+	// The route's order first (the previous round's sort is undone), then
+	// under spread a weighted draw: Efraimidis–Spirakis keys u^(1/w),
+	// highest first; targets with no headroom keep the route's order after
+	// the rest.
+	slices.SortFunc(cands, func(a, b *candidate) int { return a.index - b.index })
 	if rt.Strategy == quota.Spread {
-		// Efraimidis–Spirakis weighted sampling: key u^(1/w), highest
-		// first, orders the whole list in one sort.
-		keys := make(map[*candidate]float64, len(cands))
 		for _, c := range cands {
-			w := float64(c.target.Weight) * c.headroom
-			if w > 0 {
-				keys[c] = math.Pow(rand.Float64(), 1/w)
-			} else {
-				keys[c] = -1 + float64(-rank[c])/float64(len(cands)+1) // no headroom: after the rest, in route order
+			c.draw = 0
+			if w := float64(c.target.Weight) * c.headroom; w > 0 {
+				c.draw = math.Pow(rand.Float64(), 1/w) + 1 // > 1, above every target without headroom
 			}
 		}
-		slices.SortStableFunc(cands, func(a, b *candidate) int { return cmpDesc(keys[a], keys[b]) })
-	} else {
-		slices.SortStableFunc(cands, func(a, b *candidate) int { return rank[a] - rank[b] })
+		slices.SortStableFunc(cands, func(a, b *candidate) int { return cmpDesc(a.draw, b.draw) })
 	}
 	// Within this request, a target not yet tried comes before one that
 	// has just failed it; cooled-down targets come last.
@@ -366,11 +390,28 @@ func headroom(l quota.Limits, u quota.Usage) float64 {
 	return h
 }
 
+// routeState is what one routed request carries from round to round.
+type routeState struct {
+	rt    quota.Route
+	cfg   *quota.Config
+	cands []*candidate
+	// from and why are the target the request last left and the reason,
+	// for the fallback metric.
+	from, why string
+	// retries counts the backoffs taken before retrying a failed target.
+	retries        int
+	callerDeadline time.Time
+	hasDeadline    bool
+}
+
 // admitFirst admits the request on the first candidate, in order, whose
-// budgets have room, without waiting on any. When none has, it returns the
-// shortest wait after which one may (negative: none ever will) and the last
-// denial.
-func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, cfg *quota.Config, cands []*candidate, from, why *string) (*candidate, quota.Decision, time.Duration, error) {
+// budgets have room, without waiting on any. Before a target that has
+// already failed this request is tried again it backs off (full jitter),
+// whatever the reason the others are out of reach. When none has room it
+// returns the shortest wait after which one may (negative: none ever
+// will) and the last denial. Its errors are the caller's (a body that
+// cannot be translated) or the budget store's, already classified.
+func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, rs *routeState) (*candidate, quota.Decision, time.Duration, error) {
 	wait := time.Duration(-1)
 	var denial quota.Decision
 	shorter := func(d time.Duration) {
@@ -378,13 +419,14 @@ func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, cfg *quota.Confi
 			wait = d
 		}
 	}
-	for _, c := range cands {
+	backedOff := false
+	for _, c := range rs.cands {
 		if !c.prepared && c.skip == "" {
-			if err := g.prepare(ctx, ex, cfg, c); err != nil {
+			if err := g.prepare(ctx, ex, rs.cfg, c); err != nil {
 				return nil, denial, 0, err
 			}
 			if c.skip != "" {
-				*from, *why = c.pool, "untranslatable"
+				rs.from, rs.why = c.pool, "untranslatable"
 			}
 		}
 		switch {
@@ -392,8 +434,19 @@ func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, cfg *quota.Confi
 			continue
 		case c.cooling > 0:
 			shorter(c.cooling)
-			*from, *why = c.pool, "cooldown"
+			rs.from, rs.why = c.pool, "cooldown"
 			continue
+		}
+		if c.tried > 0 && !backedOff {
+			rs.retries++
+			sleep := fullJitter(g.retryBase(), g.retryMax(), rs.retries)
+			if rs.hasDeadline && time.Now().Add(sleep).After(rs.callerDeadline) {
+				return nil, denial, -1, nil // no time left to try it again
+			}
+			if !sleepCtx(ctx, sleep) {
+				return nil, denial, 0, ctx.Err()
+			}
+			backedOff = true
 		}
 		ex.use(c)
 		if g.Quota == nil || g.Budgets == nil {
@@ -403,7 +456,7 @@ func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, cfg *quota.Confi
 			p, err := g.plan(ctx, ex, c.mb, c.pool)
 			if err != nil {
 				c.planErr = err
-				*from, *why = c.pool, "over_cap"
+				rs.from, rs.why = c.pool, "over_cap"
 				continue
 			}
 			c.plan = &p
@@ -411,19 +464,24 @@ func (g *Gateway) admitFirst(ctx context.Context, ex *exchange, cfg *quota.Confi
 		ex.plan = *c.plan
 		d, err := g.admitSteps(ctx, ex, c.plan.steps)
 		if err != nil {
-			return nil, d, 0, err
+			return nil, d, 0, fmt.Errorf("%w: %w", errBudgetStore, err)
 		}
 		g.Metrics.decision(ctx, c.plan.pool, d, c.plan.poolHeadroom)
 		if d.Allowed {
 			return c, d, 0, nil
 		}
 		denial = d
-		*from, *why = c.pool, "budget_"+string(d.Dimension)
+		rs.from, rs.why = c.pool, "budget_"+string(d.Dimension)
 		if d.RetryAfter < 0 {
 			c.never = true
 			continue
 		}
 		shorter(max(d.RetryAfter, pollInterval))
+		if len(c.plan.steps) > 1 && d.Scope == c.plan.steps[0].Budgets[0].Scope {
+			// The tenant's budget over all models said no: every target
+			// would hear the same, and its queue place is this one's.
+			break
+		}
 	}
 	return nil, denial, wait, nil
 }
@@ -483,14 +541,20 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, ex *exchange, 
 			return attemptResult{done: true}
 		}
 		ex.err = err
-		res = attemptResult{reason: "connection", failure: &failure{err: err}}
+		res = attemptResult{reason: "connection", targetFault: true, failure: &failure{err: err}}
 		return res
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 && movesOn(resp.StatusCode, bedrock.ErrorType(ex.errType)) {
+	errType := bedrock.ErrorType(ex.errType)
+	// A fallback that refuses the request as invalid (a max tokens above
+	// its own limit, a header only the first model knows) is not the
+	// caller's answer: the request was written for another model. Move on,
+	// without counting it against the target.
+	refused := resp.StatusCode == http.StatusBadRequest && errType == bedrock.Validation && c.index > 0
+	if resp.StatusCode >= 300 && (movesOn(resp.StatusCode, errType) || refused) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxFailureBody))
-		res = attemptResult{reason: failureReason(resp.StatusCode, ex.errType), retryAfter: retryAfter(resp.Header),
-			failure: &failure{status: resp.StatusCode, header: resp.Header.Clone(), body: body}}
+		res = attemptResult{reason: failureReason(resp.StatusCode, ex.errType), retryAfter: retryAfter(resp.Header), targetFault: !refused,
+			failure: &failure{status: resp.StatusCode, header: resp.Header.Clone(), body: body, errType: ex.errType}}
 		return res
 	}
 	var first []byte
@@ -505,7 +569,7 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, ex *exchange, 
 			}
 			err = fmt.Errorf("%w: %w", errUpstreamBadStream, err)
 			ex.err = err
-			res = attemptResult{reason: "stream", failure: &failure{err: err}}
+			res = attemptResult{reason: "stream", targetFault: true, failure: &failure{err: err}}
 			return res
 		}
 		first = bytes.Clone(frame)
@@ -515,7 +579,8 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, ex *exchange, 
 				// Refused before generating: charged nothing, like an
 				// error status.
 				ex.errType, ex.upstreamStatus = string(typ), typ.Status()
-				res = attemptResult{reason: string(typ), failure: &failure{status: resp.StatusCode, header: resp.Header.Clone(), body: first}}
+				res = attemptResult{reason: string(typ), targetFault: true,
+					failure: &failure{status: resp.StatusCode, header: resp.Header.Clone(), body: first, errType: string(typ)}}
 				return res
 			}
 		}
@@ -579,10 +644,9 @@ func (g *Gateway) answerFailure(w http.ResponseWriter, ex *exchange, f *failure,
 		g.fail(w, ex, f.err)
 	default:
 		copyResponseHeaders(w.Header(), f.header)
-		ex.status, ex.upstreamStatus = f.status, f.status
-		if ex.errType == "" {
-			ex.errType = upstreamErrorType(f.header)
-		}
+		// The body kept may be cut short: let net/http count it.
+		w.Header().Del("Content-Length")
+		ex.status, ex.errType = f.status, f.errType
 		ex.wroteHeader = true
 		w.WriteHeader(f.status)
 		n, _ := w.Write(f.body)
@@ -628,23 +692,14 @@ func (g *Gateway) routeThrottle(rt quota.Route, d quota.Decision, cands []*candi
 	return &throttleError{scope: "route=" + rt.Name, dim: "cooldown", retryAfter: max(wait, pollInterval)}
 }
 
-func allTried(cands []*candidate) bool {
-	for _, c := range cands {
-		if c.tried == 0 && c.skip == "" && c.planErr == nil && !c.never {
-			return false
-		}
-	}
-	return true
-}
-
 // fullJitter is AWS's "full jitter" backoff: uniform in [0, min(max,
 // base·2^n)), so that replicas retrying together spread out.
 func fullJitter(base, ceiling time.Duration, n int) time.Duration {
-	d := ceiling
-	if n < 30 && base<<n < ceiling {
-		d = base << n
+	d := base
+	for i := 1; i < n && d < ceiling; i++ {
+		d *= 2
 	}
-	return rand.N(d + 1)
+	return rand.N(min(d, ceiling) + 1)
 }
 
 // sleepCtx sleeps for d; false when ctx ended first.

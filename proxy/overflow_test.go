@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -540,5 +541,112 @@ routes:
 	var ad *types.AccessDeniedException
 	if !errors.As(err, &ad) {
 		t.Errorf("an alias with none of the tenant's models: %v, want AccessDeniedException", err)
+	}
+}
+
+// upstreamOrder records the models an upstream transport was asked for.
+type upstreamOrder struct {
+	mu     sync.Mutex
+	models []string
+	rt     http.RoundTripper
+}
+
+func (o *upstreamOrder) RoundTrip(r *http.Request) (*http.Response, error) {
+	m, _ := url.PathUnescape(strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/model/"), "/")[0])
+	o.mu.Lock()
+	o.models = append(o.models, m)
+	o.mu.Unlock()
+	return o.rt.RoundTrip(r)
+}
+
+// TestOverflowRetriesKeepPriorityOrder: after every target failed once,
+// the next round starts again from the first (a round must not inherit
+// the order the last one left).
+func TestOverflowRetriesKeepPriorityOrder(t *testing.T) {
+	rec := &upstreamOrder{}
+	h := newHarness(t, harnessOptions{budgets: `
+routes:
+  anthropic.claude-3-haiku-20240307-v1:0:
+    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0, amazon.nova-lite-v1:0]
+`, wrap: func(rt http.RoundTripper) http.RoundTripper { rec.rt = rt; return rec }})
+	h.gateway.RetryBase, h.gateway.RetryMax = time.Millisecond, 2*time.Millisecond
+	h.gateway.MaxAttempts = 6
+	h.gateway.Cooldown = quota.Cooldown{After: 100, Window: time.Minute, Cool: time.Minute}
+	h.sim.InjectFault(bedrocksim.Fault{Kind: bedrocksim.FaultServiceUnavailable, Times: 100})
+	_, err := h.client.Converse(testContext(t), converseInput(haiku))
+	var su *types.ServiceUnavailableException
+	if !errors.As(err, &su) {
+		t.Fatalf("got %v, want Bedrock's last ServiceUnavailableException", err)
+	}
+	want := []string{haiku, llama, nova, haiku, llama, nova}
+	if strings.Join(rec.models, " ") != strings.Join(want, " ") {
+		t.Errorf("attempts went to %v, want %v", rec.models, want)
+	}
+}
+
+// TestOverflowUntranslatableBodyIsValidation: a body its own family's
+// parser lets through but translation cannot read is the caller's
+// mistake (400), not a store outage (503, which SDKs retry).
+func TestOverflowUntranslatableBodyIsValidation(t *testing.T) {
+	h := newHarness(t, harnessOptions{budgets: `
+models:
+  anthropic.claude-3-haiku-20240307-v1:0: {tpm: 10}
+routes:
+  anthropic.claude-3-haiku-20240307-v1:0:
+    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
+`})
+	body := `{"anthropic_version":"bedrock-2023-05-31","max_tokens":50,"temperature":"hot","messages":[{"role":"user","content":"hi"}]}`
+	resp := h.post(t, haikuPath+"/invoke", "application/json", []byte(body))
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("X-Amzn-Errortype") != "ValidationException" {
+		t.Errorf("got %d %s, want 400 ValidationException", resp.StatusCode, resp.Header.Get("X-Amzn-Errortype"))
+	}
+}
+
+// TestOverflowLeavesOtherQueuesOnAdmission: a routed request refused by
+// one target's budget and served by another gives up its place in the
+// first's wait queue at once, rather than hold back that target's other
+// callers for as long as its answer takes.
+func TestOverflowLeavesOtherQueuesOnAdmission(t *testing.T) {
+	h := newHarness(t, harnessOptions{budgets: `
+models:
+  anthropic.claude-3-haiku-20240307-v1:0: {tpm: 1000}
+  meta.llama3-8b-instruct-v1:0: {tpm: 1000000}
+routes:
+  ab:
+    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
+`, sim: bedrocksim.Config{OutputTokens: 5}})
+	ctx := testContext(t)
+	withMax := func(model string, n int32) *bedrockruntime.ConverseStreamInput {
+		return &bedrockruntime.ConverseStreamInput{ModelId: aws.String(model), Messages: converseInput(model).Messages,
+			InferenceConfig: &types.InferenceConfiguration{MaxTokens: aws.Int32(n)}}
+	}
+	// Two streams held open: one fills 600 of haiku's 1000 tokens; the
+	// routed one (600 more) is refused there and served by Llama.
+	var wg sync.WaitGroup
+	defer wg.Wait() // after release, below
+	release := h.sim.HoldStreams()
+	defer release()
+	for _, model := range []string{haiku, "ab"} {
+		// A client per stream: the SDK's event decoder is not safe for two
+		// streams of one client at once (smithy-go, found by -race here).
+		out, err := newClient(h.front.URL).ConverseStream(ctx, withMax(model, 600))
+		if err != nil {
+			t.Fatalf("%s: %v", model, err)
+		}
+		wg.Go(func() {
+			for range out.GetStream().Events() {
+			}
+			out.GetStream().Close()
+		})
+		if model == "ab" {
+			if got := headersOf(t, out.ResultMetadata).Get("X-Quotagate-Served-Model"); got != llama {
+				t.Fatalf("the routed stream was served by %s, want %s", got, llama)
+			}
+		}
+	}
+	// A small call fits in what haiku has left, with nobody waiting for it.
+	if _, err := h.client.Converse(ctx, &bedrockruntime.ConverseInput{ModelId: aws.String(haiku), Messages: converseInput(haiku).Messages,
+		InferenceConfig: &types.InferenceConfiguration{MaxTokens: aws.Int32(50)}}); err != nil {
+		t.Errorf("a call that fits haiku while the routed one streams from Llama: %v", err)
 	}
 }

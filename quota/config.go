@@ -207,6 +207,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		return p.badModels[pool] || p.badDefault
 	}
 	p.checkUpstreamRefs(cfg)
+	p.checkAliasTargets(cfg)
 	p.errs = append(p.errs, checkTenants(cfg, cfg.Tenants, p.sites, skip)...)
 	if err := joinConfigErrors(p.errs); err != nil {
 		return nil, err
@@ -285,6 +286,9 @@ type configParser struct {
 	badDefault bool
 	// upstreamRefs are the upstream names pools and targets use.
 	upstreamRefs []upstreamRef
+	// targetNodes locate route targets by path, for checks made once
+	// every route is parsed.
+	targetNodes map[string]*yaml.Node
 }
 
 func (p *configParser) add(n *yaml.Node, path, format string, args ...any) {

@@ -10,7 +10,7 @@
 -- retry-after cools at once, for at least as long as Bedrock asked: it is
 -- Bedrock saying when to come back, so one is enough.
 
-redis.replicate_commands()
+if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local after, window, cool, retry = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])

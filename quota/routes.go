@@ -252,6 +252,10 @@ func (p *configParser) route(name string, n *yaml.Node, path string) (Route, boo
 				if wn != nil {
 					weighted[len(r.Targets)] = wn
 				}
+				if p.targetNodes == nil {
+					p.targetNodes = map[string]*yaml.Node{}
+				}
+				p.targetNodes[fmt.Sprintf("%s[%d]", fpath, len(r.Targets))] = it
 				r.Targets = append(r.Targets, t)
 			}
 		default:
@@ -307,9 +311,12 @@ func familyName(f tokens.Family) string {
 func (p *configParser) target(n *yaml.Node, path string) (t Target, wn *yaml.Node, ok bool) {
 	t.Weight = 1
 	before := len(p.errs)
+	var atForm bool // written as id@upstream
 	switch {
 	case yamlIsString(n):
-		t.Model, t.Upstream, _ = strings.Cut(n.Value, "@")
+		var ok bool
+		t.Model, t.Upstream, ok = strings.Cut(n.Value, "@")
+		atForm = ok
 	case n.Kind == yaml.MappingNode:
 		for _, e := range p.entries(n, path, true) {
 			fpath, v := path+"."+e.key.Value, yamlResolve(e.val)
@@ -334,8 +341,12 @@ func (p *configParser) target(n *yaml.Node, path string) (t Target, wn *yaml.Nod
 				p.unknownField(e.key, path, targetFields)
 			}
 		}
-		if m, u, has := strings.Cut(t.Model, "@"); has && t.Upstream == "" {
-			t.Model, t.Upstream = m, u
+		if m, u, has := strings.Cut(t.Model, "@"); has {
+			if t.Upstream != "" {
+				p.add(n, path, "name the upstream once: model %q already has one after @", t.Model)
+				return t, nil, false
+			}
+			t.Model, t.Upstream, atForm = m, u, true
 		}
 	default:
 		p.add(n, path, "must be a model id, id@upstream, or a mapping {model, upstream, weight}, got %s", yamlDescribe(n))
@@ -348,8 +359,12 @@ func (p *configParser) target(n *yaml.Node, path string) (t Target, wn *yaml.Nod
 		p.add(n, path, "%s", msg)
 		return t, nil, false
 	}
-	if strings.Contains(t.Upstream, "@") {
+	switch {
+	case strings.Contains(t.Upstream, "@"):
 		p.add(n, path, "at most one @ (id@upstream)")
+		return t, nil, false
+	case atForm && t.Upstream == "":
+		p.add(n, path, "id@upstream needs both a model id and an upstream name")
 		return t, nil, false
 	}
 	if t.Upstream != "" {
@@ -379,6 +394,21 @@ func (p *configParser) checkUpstreamRefs(cfg *Config) {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		}
 		p.add(r.node, r.path, "%s", msg)
+	}
+}
+
+// checkAliasTargets reports targets that name another route's alias: an
+// alias is no model Bedrock knows, and routes are not followed from one
+// to the next.
+func (p *configParser) checkAliasTargets(cfg *Config) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Routes)) {
+		for i, t := range cfg.Routes[name].Targets {
+			if other, ok := cfg.Routes[t.Model]; ok && other.Name != name && tokens.FamilyOf(t.Model) == tokens.Unknown && t.Upstream == "" {
+				path := fmt.Sprintf("routes[%s].targets[%d]", strconv.Quote(name), i)
+				p.add(p.targetNodes[path], path,
+					"%q is a route alias, not a model: name its targets' models instead (routes are not chained)", t.Model)
+			}
+		}
 	}
 }
 

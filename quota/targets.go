@@ -36,9 +36,16 @@ type Cooldown struct {
 // enough that a recovered target is soon used again.
 var DefaultCooldown = Cooldown{After: 3, Window: 10 * time.Second, Cool: 5 * time.Second}
 
+// orDefault fills each unset field from DefaultCooldown.
 func (c Cooldown) orDefault() Cooldown {
-	if c.After <= 0 || c.Window <= 0 || c.Cool <= 0 {
-		return DefaultCooldown
+	if c.After <= 0 {
+		c.After = DefaultCooldown.After
+	}
+	if c.Window <= 0 {
+		c.Window = DefaultCooldown.Window
+	}
+	if c.Cool <= 0 {
+		c.Cool = DefaultCooldown.Cool
 	}
 	return c
 }
@@ -278,6 +285,11 @@ func (c *TargetCache) TargetStates(ctx context.Context, pools []Budget) ([]Targe
 		if states[i].Cooling > 0 {
 			e.until = now.Add(states[i].Cooling)
 		}
+		// A cooldown recorded through the cache while this read was on
+		// its way is newer than what the read saw.
+		if old, ok := c.entries[b.Tag]; ok && old.until.After(e.until) {
+			e.until = old.until
+		}
 		c.entries[b.Tag] = e
 	}
 	return states, nil
@@ -291,10 +303,12 @@ func (c *TargetCache) Failed(ctx context.Context, pool Budget, retryAfter time.D
 		return d, err
 	}
 	c.mu.Lock()
-	if e, ok := c.entries[pool.Tag]; ok {
-		e.until = time.Now().Add(d)
-		c.entries[pool.Tag] = e
+	if c.entries == nil {
+		c.entries = map[string]cachedTarget{}
 	}
+	e := c.entries[pool.Tag] // a zero read time: the next read refreshes it
+	e.until = time.Now().Add(d)
+	c.entries[pool.Tag] = e
 	c.mu.Unlock()
 	return d, nil
 }

@@ -40,6 +40,9 @@ type builtUpstream struct {
 
 var _ proxy.UpstreamResolver = (*upstreamSet)(nil)
 
+// maxBuiltUpstreams bounds the signers kept across reloads.
+const maxBuiltUpstreams = 64
+
 // Resolve implements proxy.UpstreamResolver.
 func (s *upstreamSet) Resolve(_ context.Context, u quota.Upstream) (*url.URL, http.RoundTripper, error) {
 	s.mu.Lock()
@@ -64,10 +67,17 @@ func (s *upstreamSet) Resolve(_ context.Context, u quota.Upstream) (*url.URL, ht
 				o.ExternalID = aws.String(u.ExternalID)
 			}
 		}))
-	} else {
+	} else if s.bearer != "" {
+		// An API key is a bearer secret, not bound to a host as a SigV4
+		// signature is: never send it in clear text.
+		if endpoint.Scheme != "https" {
+			return nil, nil, fmt.Errorf("upstream %s: the Bedrock API key (AWS_BEARER_TOKEN_BEDROCK) is sent only over https, and the endpoint is %s", u.Name, endpoint.Scheme)
+		}
 		signer.BearerToken = s.bearer
 	}
-	if s.built == nil {
+	if s.built == nil || len(s.built) >= maxBuiltUpstreams {
+		// Reloads that change upstreams leave old ones behind; start over
+		// rather than grow without bound.
 		s.built = map[quota.Upstream]builtUpstream{}
 	}
 	b := builtUpstream{url: endpoint, rt: signer}
