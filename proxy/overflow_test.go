@@ -81,6 +81,29 @@ type claudeAnswer struct {
 	} `json:"usage"`
 }
 
+// invokeClaude calls InvokeModel with a Claude Messages body, checks that
+// the answer reads as a Claude message whoever served it, and returns it
+// with the response headers.
+func invokeClaude(ctx context.Context, t *testing.T, h *harness, model string) (claudeAnswer, http.Header) {
+	t.Helper()
+	out, err := h.client.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
+		ModelId: aws.String(model), ContentType: aws.String("application/json"), Body: []byte(anthropicMessages),
+	})
+	if err != nil {
+		t.Fatalf("InvokeModel %s: %v", model, err)
+	}
+	hdr := headersOf(t, out.ResultMetadata)
+	var a claudeAnswer
+	if err := json.Unmarshal(out.Body, &a); err != nil {
+		t.Fatalf("the answer is not JSON: %v\n%s", err, out.Body)
+	}
+	if a.Type != "message" || a.Role != "assistant" || len(a.Content) != 1 || a.Content[0].Type != "text" || a.Content[0].Text == "" ||
+		a.StopReason == "" || a.Usage.InputTokens == 0 || a.Usage.OutputTokens == 0 {
+		t.Errorf("served by %s, the answer is not a Claude message: %s", hdr.Get("X-Quotagate-Served-Model"), out.Body)
+	}
+	return a, hdr
+}
+
 // headersOf returns the HTTP headers of an SDK call's response.
 func headersOf(t *testing.T, md middleware.Metadata) http.Header {
 	t.Helper()
@@ -124,22 +147,8 @@ func TestOverflowBudgetDenialTranslatesToLlama(t *testing.T) {
 	ctx := testContext(t)
 	var served []string
 	for range 4 {
-		out, err := h.client.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
-			ModelId: aws.String(haiku), ContentType: aws.String("application/json"), Body: []byte(anthropicMessages),
-		})
-		if err != nil {
-			t.Fatalf("InvokeModel: %v", err)
-		}
-		hdr := headersOf(t, out.ResultMetadata)
+		_, hdr := invokeClaude(ctx, t, h, haiku)
 		served = append(served, hdr.Get("X-Quotagate-Served-Model"))
-		var a claudeAnswer
-		if err := json.Unmarshal(out.Body, &a); err != nil {
-			t.Fatalf("the answer is not JSON: %v\n%s", err, out.Body)
-		}
-		if a.Type != "message" || a.Role != "assistant" || len(a.Content) != 1 || a.Content[0].Type != "text" || a.Content[0].Text == "" ||
-			a.StopReason == "" || a.Usage.InputTokens == 0 || a.Usage.OutputTokens == 0 {
-			t.Errorf("served by %s, the answer is not a Claude message: %s", hdr.Get("X-Quotagate-Served-Model"), out.Body)
-		}
 	}
 	// The first call is Claude's, the next overflow to Llama at once,
 	// without waiting.
@@ -163,17 +172,8 @@ func TestOverflowBudgetDenialTranslatesToLlama(t *testing.T) {
 func TestOverflowStreamTranslatesFromNova(t *testing.T) {
 	h := newHarness(t, harnessOptions{budgets: routed})
 	ctx := testContext(t)
-	plain, err := h.client.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
-		ModelId: aws.String(sonnet), ContentType: aws.String("application/json"), Body: []byte(anthropicMessages),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want claudeAnswer
-	if err := json.Unmarshal(plain.Body, &want); err != nil {
-		t.Fatal(err)
-	}
-	if got := headersOf(t, plain.ResultMetadata).Get("X-Quotagate-Served-Model"); got != nova {
+	want, hdr := invokeClaude(ctx, t, h, sonnet)
+	if got := hdr.Get("X-Quotagate-Served-Model"); got != nova {
 		t.Fatalf("served by %q, want %s", got, nova)
 	}
 	out, err := h.client.InvokeModelWithResponseStream(ctx, &bedrockruntime.InvokeModelWithResponseStreamInput{
@@ -350,16 +350,7 @@ routes:
 	ctx := testContext(t)
 	// The reservation (input + 200) never fits haiku's 100 TPM: served by
 	// Llama, and charged there.
-	out, err := h.client.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
-		ModelId: aws.String(haiku), ContentType: aws.String("application/json"), Body: []byte(anthropicMessages),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var a claudeAnswer
-	if err := json.Unmarshal(out.Body, &a); err != nil {
-		t.Fatal(err)
-	}
+	a, _ := invokeClaude(ctx, t, h, haiku)
 	h.logLine(t, "InvokeModel", haiku) // settled: the log line comes after
 	ur := h.store.(quota.UsageReader)
 	used, err := ur.Usage(ctx, quota.PoolBudget(llama, quota.Limits{}))
