@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -134,11 +137,21 @@ routes:
 const sonnet = "anthropic.claude-3-sonnet-20240229-v1:0"
 
 // unbudgeted routes haiku to Llama with no budget in the way.
-const unbudgeted = `
-routes:
-  anthropic.claude-3-haiku-20240307-v1:0:
-    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
-`
+var unbudgeted = haikuThenLlama(nil)
+
+// haikuThenLlama is a budgets file whose route sends haiku's requests to
+// haiku, then Llama; pools holds the models section's entries (id: limits).
+func haikuThenLlama(pools map[string]string) string {
+	var b strings.Builder
+	if len(pools) > 0 {
+		b.WriteString("models:\n")
+		for _, id := range slices.Sorted(maps.Keys(pools)) {
+			fmt.Fprintf(&b, "  %s: %s\n", id, pools[id])
+		}
+	}
+	b.WriteString("routes:\n  " + haiku + ":\n    targets: [" + haiku + ", " + llama + "]\n")
+	return b.String()
+}
 
 func TestOverflowBudgetDenialTranslatesToLlama(t *testing.T) {
 	// Every answer uses all its max tokens, so a call costs its whole
@@ -339,14 +352,7 @@ routes:
 }
 
 func TestOverflowChargesTheTargetUsed(t *testing.T) {
-	h := newHarness(t, harnessOptions{budgets: `
-models:
-  anthropic.claude-3-haiku-20240307-v1:0: {tpm: 100}
-  meta.llama3-8b-instruct-v1:0: {tpm: 100000, concurrency: 5}
-routes:
-  anthropic.claude-3-haiku-20240307-v1:0:
-    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
-`})
+	h := newHarness(t, harnessOptions{budgets: haikuThenLlama(map[string]string{haiku: "{tpm: 100}", llama: "{tpm: 100000, concurrency: 5}"})})
 	ctx := testContext(t)
 	// The reservation (input + 200) never fits haiku's 100 TPM: served by
 	// Llama, and charged there.
@@ -373,14 +379,7 @@ routes:
 }
 
 func TestOverflowAllTargetsFailRelaysBedrocksAnswer(t *testing.T) {
-	h := newHarness(t, harnessOptions{budgets: `
-models:
-  anthropic.claude-3-haiku-20240307-v1:0: {tpm: 100000, concurrency: 5}
-  meta.llama3-8b-instruct-v1:0: {tpm: 100000, concurrency: 5}
-routes:
-  anthropic.claude-3-haiku-20240307-v1:0:
-    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
-`})
+	h := newHarness(t, harnessOptions{budgets: haikuThenLlama(map[string]string{haiku: "{tpm: 100000, concurrency: 5}", llama: "{tpm: 100000, concurrency: 5}"})})
 	h.gateway.RetryBase, h.gateway.RetryMax = time.Millisecond, 5*time.Millisecond
 	h.sim.InjectFault(bedrocksim.Fault{Kind: bedrocksim.FaultServiceUnavailable, Times: 100})
 	ctx := testContext(t)
@@ -465,14 +464,7 @@ routes:
 // holds neither tokens nor a request in its target's window, as Bedrock
 // does not count it either; the target that served is charged.
 func TestOverflowThrottledAttemptIsNotCounted(t *testing.T) {
-	h := newHarness(t, harnessOptions{budgets: `
-models:
-  anthropic.claude-3-haiku-20240307-v1:0: {tpm: 100000, rpm: 10}
-  meta.llama3-8b-instruct-v1:0: {tpm: 100000, rpm: 10}
-routes:
-  anthropic.claude-3-haiku-20240307-v1:0:
-    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
-`})
+	h := newHarness(t, harnessOptions{budgets: haikuThenLlama(map[string]string{haiku: "{tpm: 100000, rpm: 10}", llama: "{tpm: 100000, rpm: 10}"})})
 	h.sim.InjectFault(bedrocksim.Fault{Model: haiku, Kind: bedrocksim.FaultThrottle})
 	ctx := testContext(t)
 	if _, err := h.client.Converse(ctx, converseInput(haiku)); err != nil {
@@ -579,13 +571,7 @@ routes:
 // parser lets through but translation cannot read is the caller's
 // mistake (400), not a store outage (503, which SDKs retry).
 func TestOverflowUntranslatableBodyIsValidation(t *testing.T) {
-	h := newHarness(t, harnessOptions{budgets: `
-models:
-  anthropic.claude-3-haiku-20240307-v1:0: {tpm: 10}
-routes:
-  anthropic.claude-3-haiku-20240307-v1:0:
-    targets: [anthropic.claude-3-haiku-20240307-v1:0, meta.llama3-8b-instruct-v1:0]
-`})
+	h := newHarness(t, harnessOptions{budgets: haikuThenLlama(map[string]string{haiku: "{tpm: 10}"})})
 	body := `{"anthropic_version":"bedrock-2023-05-31","max_tokens":50,"temperature":"hot","messages":[{"role":"user","content":"hi"}]}`
 	resp := h.post(t, haikuPath+"/invoke", "application/json", []byte(body))
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("X-Amzn-Errortype") != "ValidationException" {
