@@ -623,13 +623,10 @@ func (g *Gateway) noteFailure(ctx context.Context, c *candidate, res attemptResu
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
-	cool, err := ts.Failed(sctx, quota.PoolBudget(c.pool, c.mb.Limits), res.retryAfter, g.Cooldown)
-	if err != nil {
+	// The cooldown it starts is read back with the targets' state at the
+	// next round (at once through a TargetCache).
+	if _, err := ts.Failed(sctx, quota.PoolBudget(c.pool, c.mb.Limits), res.retryAfter, g.Cooldown); err != nil {
 		g.logger().WarnContext(ctx, "recording a target failure failed", "target", c.pool, "error", err)
-		return
-	}
-	if cool > 0 {
-		c.cooling = cool
 	}
 }
 
